@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/rs/zerolog"
+
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/sink"
+)
+
+// env is the service's whole environment. Every variable is documented in
+// README.md (a test checks that the table and this struct agree). The
+// defaults mirror the packages' DefaultConfig values.
+type env struct {
+	KafkaBrokers           []string      `envconfig:"KAFKA_BROKERS" required:"true"`
+	KafkaTopic             string        `envconfig:"KAFKA_TOPIC" default:"usage-events"`
+	KafkaGroupID           string        `envconfig:"KAFKA_GROUP_ID" default:"usage-rollup"`
+	KafkaSessionTimeout    time.Duration `envconfig:"KAFKA_SESSION_TIMEOUT" default:"30s"`
+	KafkaRebalanceTimeout  time.Duration `envconfig:"KAFKA_REBALANCE_TIMEOUT" default:"60s"`
+	KafkaHeartbeatInterval time.Duration `envconfig:"KAFKA_HEARTBEAT_INTERVAL" default:"3s"`
+	KafkaFetchMaxBytes     int           `envconfig:"KAFKA_FETCH_MAX_BYTES" default:"16777216"`
+
+	ClickHouseAddr          []string      `envconfig:"CLICKHOUSE_ADDR" default:"127.0.0.1:9000"`
+	ClickHouseDatabase      string        `envconfig:"CLICKHOUSE_DATABASE" default:"usage_rollup"`
+	ClickHouseUsername      string        `envconfig:"CLICKHOUSE_USERNAME" default:"default"`
+	ClickHousePassword      string        `envconfig:"CLICKHOUSE_PASSWORD"`
+	ClickHouseDialTimeout   time.Duration `envconfig:"CLICKHOUSE_DIAL_TIMEOUT" default:"5s"`
+	ClickHouseInsertTimeout time.Duration `envconfig:"CLICKHOUSE_INSERT_TIMEOUT" default:"30s"`
+	ClickHouseMigrate       bool          `envconfig:"CLICKHOUSE_MIGRATE" default:"true"`
+
+	RollupWindows        string        `envconfig:"ROLLUP_WINDOWS" default:"1m,1h"`
+	ChunkSize            int64         `envconfig:"CHUNK_SIZE" default:"50000"`
+	MaxBatchRows         int           `envconfig:"MAX_BATCH_ROWS" default:"20000"`
+	FlushInterval        time.Duration `envconfig:"FLUSH_INTERVAL" default:"5s"`
+	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s"`
+	WriteRetryMaxBackoff time.Duration `envconfig:"WRITE_RETRY_MAX_BACKOFF" default:"30s"`
+	MaxMessageBytes      int           `envconfig:"MAX_MESSAGE_BYTES" default:"1048576"`
+	MaxFutureSkew        time.Duration `envconfig:"MAX_FUTURE_SKEW" default:"24h"`
+
+	MetricsAddr           string `envconfig:"METRICS_ADDR" default:":9464"`
+	LogLevel              string `envconfig:"LOG_LEVEL" default:"info"`
+	FaultCrashAfterWrites int    `envconfig:"FAULT_CRASH_AFTER_WRITES" default:"0"`
+}
+
+// config is the typed configuration of every package, built from env.
+type config struct {
+	consumer    consumer.Config
+	aggregate   aggregate.Config
+	events      events.Config
+	sink        sink.Config
+	metricsAddr string
+	logLevel    zerolog.Level
+}
+
+// loadConfig reads and validates the environment. Errors name the variable.
+func loadConfig() (config, error) {
+	var e env
+	if err := envconfig.Process("", &e); err != nil {
+		return config{}, err
+	}
+	windows, err := aggregate.ParseWindows(e.RollupWindows)
+	if err != nil {
+		return config{}, fmt.Errorf("ROLLUP_WINDOWS: %w", err)
+	}
+	level, err := zerolog.ParseLevel(e.LogLevel)
+	if err != nil || e.LogLevel == "" {
+		return config{}, fmt.Errorf("LOG_LEVEL: %q is not one of trace, debug, info, warn, error", e.LogLevel)
+	}
+	c := config{
+		consumer: consumer.Config{
+			Brokers:           e.KafkaBrokers,
+			Topic:             e.KafkaTopic,
+			GroupID:           e.KafkaGroupID,
+			FlushInterval:     e.FlushInterval,
+			ShutdownTimeout:   e.ShutdownTimeout,
+			FetchMaxBytes:     e.KafkaFetchMaxBytes,
+			SessionTimeout:    e.KafkaSessionTimeout,
+			RebalanceTimeout:  e.KafkaRebalanceTimeout,
+			HeartbeatInterval: e.KafkaHeartbeatInterval,
+			RetryBackoffMax:   e.WriteRetryMaxBackoff,
+			CrashAfterWrites:  e.FaultCrashAfterWrites,
+		},
+		aggregate: aggregate.Config{Windows: windows, ChunkSize: e.ChunkSize, MaxBatchRows: e.MaxBatchRows},
+		events:    events.Config{MaxMessageBytes: e.MaxMessageBytes, MaxFutureSkew: e.MaxFutureSkew},
+		sink: sink.Config{
+			Addr:          e.ClickHouseAddr,
+			Database:      e.ClickHouseDatabase,
+			Username:      e.ClickHouseUsername,
+			Password:      e.ClickHousePassword,
+			DialTimeout:   e.ClickHouseDialTimeout,
+			InsertTimeout: e.ClickHouseInsertTimeout,
+			Migrate:       e.ClickHouseMigrate,
+			Windows:       windows,
+		},
+		metricsAddr: e.MetricsAddr,
+		logLevel:    level,
+	}
+	for _, err := range []error{c.consumer.Validate(), c.aggregate.Validate(), c.events.Validate(), c.sink.Validate()} {
+		if err != nil {
+			return config{}, err
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/sink"
+)
+
+// run wires the service and blocks until ctx ends or a part fails.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := zerolog.New(stdout).Level(cfg.logLevel).With().Timestamp().Str("service", "usage-rollup").Logger()
+
+	mode := "consume"
+	if len(args) > 0 {
+		mode = args[0]
+	}
+	switch mode {
+	case "consume":
+	case "migrate":
+		cfg.sink.Migrate = true
+	default:
+		return fmt.Errorf("unknown command %q (want no argument or \"migrate\")", mode)
+	}
+
+	snk, err := openSink(ctx, cfg.sink, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := snk.Close(); err != nil {
+			log.Warn().Err(err).Msg("close clickhouse")
+		}
+	}()
+	if mode == "migrate" {
+		log.Info().Msg("migrations applied")
+		return nil
+	}
+	if err := snk.EnsureChunkSize(ctx, cfg.consumer.Topic, cfg.aggregate.ChunkSize); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, snk, log, reg)
+	if err != nil {
+		return err
+	}
+
+	srv, err := serveMetrics(cfg.metricsAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	runErr := c.Run(ctx)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn().Err(err).Msg("stop metrics server")
+	}
+	return runErr
+}
+
+// openSink connects to ClickHouse, retrying while the server is unreachable
+// (pods often start before their database is ready) and failing fast on
+// errors that retrying cannot fix, such as bad credentials or DDL.
+func openSink(ctx context.Context, cfg sink.Config, log zerolog.Logger) (*sink.Sink, error) {
+	delay := 500 * time.Millisecond
+	for {
+		s, err := sink.Open(ctx, cfg, log)
+		if err == nil {
+			return s, nil
+		}
+		if !sink.IsTransient(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn().Err(err).Dur("retry_in", delay).Msg("connect to clickhouse; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to clickhouse: %w", errors.Join(err, ctx.Err()))
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
+}
+
+// serveMetrics starts the metrics listener; the returned server is owned by
+// run, which shuts it down.
+func serveMetrics(addr string, reg *prometheus.Registry, log zerolog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("METRICS_ADDR %q: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("metrics server")
+		}
+	}()
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving metrics")
+	return srv, nil
+}

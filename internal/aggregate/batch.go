@@ -1,0 +1,88 @@
+package aggregate
+
+import "time"
+
+// Dims are the grouping dimensions of a rollup row.
+type Dims struct {
+	WorkspaceID string
+	ProjectID   string
+	APIKeyID    string
+	Provider    string
+	Model       string
+	Endpoint    string
+}
+
+// Measures are the additive measures of a rollup row, plus LatencyMsMax which
+// combines with max(). All values are exact integer sums of what producers sent.
+type Measures struct {
+	Requests          uint64
+	Errors            uint64 // status_code >= 400
+	InputTokens       uint64
+	InputTextTokens   uint64
+	InputImageTokens  uint64
+	InputCachedTokens uint64
+	OutputTokens      uint64
+	TotalTokens       uint64
+	LatencyMsSum      uint64
+	LatencyMsMax      uint64
+	// InconsistentEvents counts events whose usage parts did not add up; their
+	// numbers are included above exactly as reported.
+	InconsistentEvents uint64
+}
+
+// Row is the running aggregate of one (window, dims) group over a chunk prefix.
+type Row struct {
+	WindowStart int64 // Unix seconds, UTC, aligned to the window size
+	Dims        Dims
+	Measures    Measures
+}
+
+// WindowRows are the rows of one window size that changed since the last batch.
+type WindowRows struct {
+	Window Window
+	Rows   []Row
+}
+
+// Rejection records one rejected message. Exactly one exists per rejected offset.
+type Rejection struct {
+	Offset     int64
+	Reason     string
+	Field      string
+	Detail     string
+	RecordTime time.Time // Kafka record timestamp
+	Size       int       // full message size in bytes
+	Payload    []byte    // the first MaxRejectedPayload bytes of the message
+}
+
+// MaxRejectedPayload bounds how much of a rejected message is kept in ClickHouse:
+// enough to diagnose a producer bug, small enough that a burst of 5 MB poison
+// messages cannot bloat the table. The dead-letter path keeps the full bytes.
+const MaxRejectedPayload = 4096
+
+// Progress describes how far a chunk has been consumed; it is written with every
+// batch so that accepted + rejected + duplicates can be reconciled per offset range.
+type Progress struct {
+	FirstOffset int64 // first offset of the chunk (chunk * chunk size)
+	LastOffset  int64 // last offset covered by this batch; also the row version
+	Accepted    uint64
+	Rejected    uint64
+	Duplicates  uint64
+	// MaxEventTimeMs is the largest accepted event time in the chunk prefix (Unix ms), 0 if none.
+	MaxEventTimeMs int64
+}
+
+// Batch is everything one flush of one partition's chunk writes. Every row is
+// the aggregate over offsets [Progress.FirstOffset, Progress.LastOffset] of its
+// group, a pure function of the log, so writing a batch twice or writing a
+// shorter prefix after a longer one cannot change what ReplacingMergeTree keeps.
+type Batch struct {
+	Topic     string
+	Partition int32
+	Chunk     int64
+	Windows   []WindowRows
+	Rejected  []Rejection
+	Progress  Progress
+}
+
+// Version is the ReplacingMergeTree version of every row in the batch.
+func (b *Batch) Version() uint64 { return uint64(b.Progress.LastOffset) }

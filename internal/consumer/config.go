@@ -1,0 +1,83 @@
+// Package consumer runs the Kafka side of the pipeline: it joins the consumer
+// group, runs one goroutine per assigned partition, feeds records through the
+// decoder into the partition's aggregate, writes batches through a BatchWriter
+// and commits offsets only after the write succeeded.
+package consumer
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the Kafka loop's configuration.
+type Config struct {
+	Brokers []string
+	Topic   string
+	GroupID string
+	// FlushInterval is how often a partition writes its changed rows and
+	// commits, which bounds how stale the rollup tables are.
+	FlushInterval time.Duration
+	// ShutdownTimeout bounds the final write+commit of each partition when its
+	// generation ends (SIGTERM or rebalance). It must stay below
+	// RebalanceTimeout, or the group would evict us while we flush.
+	ShutdownTimeout time.Duration
+	// FetchMaxBytes is the most a fetch returns per partition. It must exceed
+	// the broker's message.max.bytes so an oversized poison message can still
+	// be fetched and rejected instead of stalling the partition.
+	FetchMaxBytes int
+	// SessionTimeout, RebalanceTimeout and HeartbeatInterval are passed to the
+	// group protocol.
+	SessionTimeout    time.Duration
+	RebalanceTimeout  time.Duration
+	HeartbeatInterval time.Duration
+	// RetryBackoffMax caps the jittered exponential backoff between write retries.
+	RetryBackoffMax time.Duration
+	// CrashAfterWrites, when > 0, makes the process SIGKILL itself right after
+	// its Nth successful write and before committing it: a failpoint for the
+	// end-to-end crash tests. Never set it in production.
+	CrashAfterWrites int
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Topic:             "usage-events",
+		GroupID:           "usage-rollup",
+		FlushInterval:     5 * time.Second,
+		ShutdownTimeout:   20 * time.Second,
+		FetchMaxBytes:     16 << 20,
+		SessionTimeout:    30 * time.Second,
+		RebalanceTimeout:  60 * time.Second,
+		HeartbeatInterval: 3 * time.Second,
+		RetryBackoffMax:   30 * time.Second,
+	}
+}
+
+// Validate reports the first invalid field, naming its environment variable.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return fmt.Errorf("KAFKA_BROKERS must list at least one broker")
+	case c.Topic == "":
+		return fmt.Errorf("KAFKA_TOPIC must not be empty")
+	case c.GroupID == "":
+		return fmt.Errorf("KAFKA_GROUP_ID must not be empty")
+	case c.FlushInterval < 100*time.Millisecond:
+		return fmt.Errorf("FLUSH_INTERVAL must be >= 100ms, got %s", c.FlushInterval)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("SHUTDOWN_TIMEOUT must be > 0, got %s", c.ShutdownTimeout)
+	case c.RebalanceTimeout <= c.ShutdownTimeout:
+		return fmt.Errorf("KAFKA_REBALANCE_TIMEOUT (%s) must exceed SHUTDOWN_TIMEOUT (%s)", c.RebalanceTimeout, c.ShutdownTimeout)
+	case c.FetchMaxBytes < 1024:
+		return fmt.Errorf("KAFKA_FETCH_MAX_BYTES must be >= 1024, got %d", c.FetchMaxBytes)
+	case c.SessionTimeout < 6*time.Second:
+		return fmt.Errorf("KAFKA_SESSION_TIMEOUT must be >= 6s (broker minimum), got %s", c.SessionTimeout)
+	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:
+		return fmt.Errorf("KAFKA_HEARTBEAT_INTERVAL must be > 0 and below KAFKA_SESSION_TIMEOUT, got %s", c.HeartbeatInterval)
+	case c.RetryBackoffMax < 100*time.Millisecond:
+		return fmt.Errorf("WRITE_RETRY_MAX_BACKOFF must be >= 100ms, got %s", c.RetryBackoffMax)
+	case c.CrashAfterWrites < 0:
+		return fmt.Errorf("FAULT_CRASH_AFTER_WRITES must be >= 0, got %d", c.CrashAfterWrites)
+	}
+	return nil
+}
