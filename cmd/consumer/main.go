@@ -19,7 +19,8 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout)
 	stop()
 	if err != nil {
-		zerolog.New(os.Stdout).With().Timestamp().Logger().Error().Err(err).Msg("exiting")
+		log := zerolog.New(os.Stdout).With().Timestamp().Str("service", "usage-rollup").Logger()
+		log.Error().Err(err).Msg("exiting")
 		os.Exit(1)
 	}
 }

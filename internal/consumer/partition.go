@@ -16,6 +16,13 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/events"
 )
 
+// fetchMaxWait is how long the broker may hold a fetch of an idle partition.
+// Data is returned as soon as there is any (MinBytes is 1), so this only sets
+// how often an idle partition polls. kafka-go gives the broker maxWait minus an
+// RTT allowance and times the read out at maxWait, so values under a second
+// leave too little margin and end in i/o timeouts and reconnects.
+const fetchMaxWait = 5 * time.Second
+
 // partitionWorker owns one assigned partition for one generation: its reader,
 // decoder and aggregate state. All of it is dropped when the generation ends,
 // so a revoked partition leaves nothing behind.
@@ -66,7 +73,7 @@ func (w *partitionWorker) run(ctx context.Context, committed int64) {
 		Dialer:      w.c.dialer,
 		MinBytes:    1,
 		MaxBytes:    w.c.cfg.FetchMaxBytes,
-		MaxWait:     500 * time.Millisecond,
+		MaxWait:     fetchMaxWait,
 		Logger:      kafkaLogger(w.log, zerolog.DebugLevel),
 		ErrorLogger: kafkaLogger(w.log, zerolog.WarnLevel),
 	})

@@ -84,6 +84,7 @@ type RejectError struct {
 	Detail string // short human-readable explanation
 }
 
+// Error formats the rejection as "reason: field: detail", omitting an empty field.
 func (e *RejectError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("%s: %s", e.Reason, e.Detail)

@@ -1,0 +1,170 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/check"
+	"github.com/usage-rollup/usage-rollup/internal/loadgen"
+	"github.com/usage-rollup/usage-rollup/internal/sink"
+)
+
+const partitions = 6
+
+// TestCrashRestartAndReplayStayExact is the pipeline's core promise against
+// real Kafka and ClickHouse: two consumer processes share a group; one kills
+// itself between a ClickHouse insert and its offset commit, the other is
+// kill -9'd mid-stream; both restart; then the group is reset to the earliest
+// offset and the whole topic is replayed. The view sums must equal the
+// generator's ground truth exactly after each phase, and every malformed
+// message must have exactly one row in usage_rejected.
+func TestCrashRestartAndReplayStayExact(t *testing.T) {
+	svc := needServices(t)
+	topic, db, group := randomName("e2e"), randomName("e2e"), randomName("e2e")
+	ctx := context.Background()
+	if _, _, err := loadgen.EnsureTopic(ctx, svc.brokers, topic, partitions); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	snk := openSink(t, svc, db)
+	kc := kafkaClient(svc)
+	env := []string{
+		"KAFKA_BROKERS=" + strings.Join(svc.brokers, ","),
+		"KAFKA_TOPIC=" + topic,
+		"KAFKA_GROUP_ID=" + group,
+		"KAFKA_SESSION_TIMEOUT=6s",
+		"KAFKA_HEARTBEAT_INTERVAL=1s",
+		"KAFKA_REBALANCE_TIMEOUT=20s",
+		"CLICKHOUSE_ADDR=" + svc.clickhouse,
+		"CLICKHOUSE_DATABASE=" + db,
+		// Small chunks so the stream crosses many chunk boundaries, restarts
+		// warm up a previous chunk, and the dedup horizon is exercised.
+		"CHUNK_SIZE=400",
+		"FLUSH_INTERVAL=300ms",
+		"SHUTDOWN_TIMEOUT=10s",
+		"METRICS_ADDR=127.0.0.1:0",
+		"LOG_LEVEL=info",
+	}
+
+	gen := loadgen.DefaultConfig()
+	gen.Seed, gen.Count, gen.Rate, gen.Start = 20261127, 24_000, 2_000, time.Now().Add(-time.Minute)
+	gen.MalformedRatio = 0.02
+	type produced struct {
+		exp loadgen.Expected
+		err error
+	}
+	prodDone := make(chan produced, 1)
+	go func() {
+		exp, err := loadgen.Produce(ctx, svc.brokers, topic, gen)
+		prodDone <- produced{exp, err}
+	}()
+
+	// Phase 1: a crashes itself between an insert and its commit; b is
+	// kill -9'd in the middle of the stream; both come back.
+	a := startConsumer(t, "a1", env, "FAULT_CRASH_AFTER_WRITES=8")
+	b := startConsumer(t, "b1", env)
+	a.waitKilled(60 * time.Second)
+	if !strings.Contains(a.out.String(), "failpoint: killing the process between write and commit") {
+		t.Fatal("a1 died without passing the write/commit failpoint")
+	}
+	a = startConsumer(t, "a2", env)
+	time.Sleep(4 * time.Second)
+	b.kill9()
+	b = startConsumer(t, "b2", env)
+
+	var p produced
+	select {
+	case p = <-prodDone:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("producer did not finish")
+	}
+	if p.err != nil {
+		t.Fatalf("produce: %v", p.err)
+	}
+	want := &p.exp
+	t.Logf("produced %d messages: %d distinct accepted, %d duplicates, %d malformed", want.Sent, want.Accepted, want.Duplicates, want.Malformed)
+
+	ends := endOffsets(t, kc, topic, partitions)
+	took := waitExact(t, snk, topic, want, ends)
+	t.Logf("phase 1 (crash between insert and commit, kill -9, restarts): exact %s after the producer finished", took)
+	for _, c := range []*consumer{a, b} {
+		t.Logf("%s stopped %s after SIGTERM", c.name, c.term(30*time.Second))
+	}
+	committed := committedOffsets(t, kc, group, topic, partitions)
+	for part, end := range ends {
+		if committed[part] != end {
+			t.Errorf("partition %d committed %d after a clean stop, want %d", part, committed[part], end)
+		}
+	}
+
+	// Phase 2: reset the group to the earliest offset and replay everything.
+	resetGroup(t, kc, group, topic, partitions)
+	a = startConsumer(t, "a3", env)
+	b = startConsumer(t, "b3", env)
+	eventually(t, 2*time.Minute, "replay committed to the end", func() string {
+		got := committedOffsets(t, kc, group, topic, partitions)
+		for part, end := range ends {
+			if got[part] != end {
+				return fmt.Sprintf("partition %d committed %d of %d", part, got[part], end)
+			}
+		}
+		return ""
+	})
+	if diffs := diff(t, snk, topic, want); len(diffs) > 0 {
+		t.Fatalf("after a full replay the sums changed:\n%s", strings.Join(diffs, "\n"))
+	}
+	t.Log("phase 2 (group reset to earliest, full replay): sums unchanged and exact")
+	for _, c := range []*consumer{a, b} {
+		c.term(30 * time.Second)
+	}
+}
+
+// waitExact waits until every partition's progress reached its end offset
+// and the views match want, and returns how long that took.
+func waitExact(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expected, ends map[int]int64) time.Duration {
+	t.Helper()
+	return eventually(t, 2*time.Minute, "exact sums", func() string {
+		prog, err := snk.Progress(context.Background(), topic)
+		if err != nil {
+			return err.Error()
+		}
+		next := map[int]int64{}
+		for _, p := range prog {
+			next[int(p.Partition)] = p.NextOffset
+		}
+		for part, end := range ends {
+			if next[part] < end {
+				return fmt.Sprintf("partition %d written up to %d of %d", part, next[part], end)
+			}
+		}
+		if diffs := diff(t, snk, topic, want); len(diffs) > 0 {
+			return strings.Join(diffs, "; ")
+		}
+		return ""
+	})
+}
+
+// diff compares both windows and the rejection table with want.
+func diff(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expected) []string {
+	t.Helper()
+	var out []string
+	for _, w := range []string{"1m", "1h"} {
+		got, err := snk.TotalsByWorkspaceModel(context.Background(), w, topic)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		for _, d := range check.Diff(want, got) {
+			out = append(out, "usage_"+w+" "+d)
+		}
+	}
+	rejected, err := snk.RejectedCount(context.Background(), topic)
+	if err != nil {
+		return append(out, err.Error())
+	}
+	if rejected != uint64(want.Malformed) {
+		out = append(out, fmt.Sprintf("usage_rejected has %d rows, want %d", rejected, want.Malformed))
+	}
+	return out
+}

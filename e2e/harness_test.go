@@ -1,0 +1,285 @@
+// Package e2e runs the consumer binary as separate processes against a real
+// Apache Kafka broker and a real ClickHouse server, kills them, restarts them,
+// resets their group and checks that the rollups stay exact.
+//
+// The tests need KAFKA_BROKERS and CLICKHOUSE_ADDR reachable (scripts/test.sh
+// starts both). Without them they skip, unless USAGE_ROLLUP_REQUIRE_SERVICES=1.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/sink"
+)
+
+var binary string // the consumer binary built once by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "usage-rollup-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "consumer")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/consumer")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build consumer:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type services struct {
+	brokers    []string
+	clickhouse string
+}
+
+// needServices returns the service addresses or skips (fails when required).
+func needServices(t *testing.T) services {
+	t.Helper()
+	s := services{
+		brokers:    strings.Split(envOr("KAFKA_BROKERS", "127.0.0.1:9092"), ","),
+		clickhouse: envOr("CLICKHOUSE_ADDR", "127.0.0.1:9000"),
+	}
+	for _, addr := range []string{s.brokers[0], s.clickhouse} {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
+				t.Fatalf("service %s unreachable: %v (start them with scripts/test.sh)", addr, err)
+			}
+			t.Skipf("service %s unreachable: %v", addr, err)
+		}
+		c.Close()
+	}
+	return s
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func randomName(prefix string) string {
+	return fmt.Sprintf("%s_%d_%06d", prefix, time.Now().Unix(), rand.IntN(1_000_000))
+}
+
+// consumer is one running consumer process.
+type consumer struct {
+	t    *testing.T
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// syncBuffer collects a process's output; the process writes while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startConsumer runs the binary with the base environment plus extra
+// variables ("K=V"). Its output is printed if the test fails.
+func startConsumer(t *testing.T, name string, env []string, extra ...string) *consumer {
+	t.Helper()
+	c := &consumer{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	c.cmd = exec.Command(binary)
+	c.cmd.Env = append(append(os.Environ(), env...), extra...)
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	if err := c.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-c.done:
+		default:
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+		if t.Failed() {
+			t.Logf("--- output of %s (last 4 KB):\n%s", name, tail(c.out.String(), 4096))
+		}
+	})
+	return c
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// kill9 sends SIGKILL and waits for the process to be gone.
+func (c *consumer) kill9() {
+	c.t.Helper()
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.done
+}
+
+// term sends SIGTERM and requires a clean exit (status 0) within limit.
+func (c *consumer) term(limit time.Duration) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(limit):
+		c.t.Fatalf("%s did not exit within %s of SIGTERM", c.name, limit)
+	}
+	if c.err != nil {
+		c.t.Fatalf("%s exited with %v after SIGTERM, want status 0", c.name, c.err)
+	}
+	return time.Since(start)
+}
+
+// waitKilled waits until the process died of SIGKILL (the failpoint).
+func (c *consumer) waitKilled(limit time.Duration) {
+	c.t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(limit):
+		c.t.Fatalf("%s still running after %s; failpoint never fired", c.name, limit)
+	}
+	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		c.t.Fatalf("%s ended with %v, want death by SIGKILL", c.name, c.cmd.ProcessState)
+	}
+}
+
+// openSink opens a reader on the test database (creating it).
+func openSink(t *testing.T, s services, db string) *sink.Sink {
+	t.Helper()
+	cfg := sink.DefaultConfig()
+	cfg.Addr, cfg.Database, cfg.Migrate = []string{s.clickhouse}, db, true
+	windows, err := aggregate.ParseWindows("1m,1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Windows = windows
+	snk, err := sink.Open(context.Background(), cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("open sink: %v", err)
+	}
+	t.Cleanup(func() { snk.Close() })
+	return snk
+}
+
+// kafkaClient returns an admin client for the test broker.
+func kafkaClient(s services) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(s.brokers...), Timeout: 10 * time.Second}
+}
+
+// endOffsets returns the high watermark of every partition.
+func endOffsets(t *testing.T, c *kafka.Client, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	req := make([]kafka.OffsetRequest, partitions)
+	for p := range partitions {
+		req[p] = kafka.LastOffsetOf(p)
+	}
+	res, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
+	if err != nil {
+		t.Fatalf("list offsets: %v", err)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			t.Fatalf("list offsets of partition %d: %v", p.Partition, p.Error)
+		}
+		out[p.Partition] = p.LastOffset
+	}
+	return out
+}
+
+// committedOffsets returns the group's committed offset per partition (-1 if none).
+func committedOffsets(t *testing.T, c *kafka.Client, group, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	ps := make([]int, partitions)
+	for p := range partitions {
+		ps[p] = p
+	}
+	res, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		t.Fatalf("fetch committed offsets: %v", err)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+// resetGroup commits offset 0 for every partition, as
+// `kafka-consumer-groups.sh --reset-offsets --to-earliest` does. The group
+// must be empty.
+func resetGroup(t *testing.T, c *kafka.Client, group, topic string, partitions int) {
+	t.Helper()
+	commits := make([]kafka.OffsetCommit, partitions)
+	for p := range partitions {
+		commits[p] = kafka.OffsetCommit{Partition: p, Offset: 0}
+	}
+	res, err := c.OffsetCommit(context.Background(), &kafka.OffsetCommitRequest{
+		GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{topic: commits},
+	})
+	if err != nil {
+		t.Fatalf("reset group offsets: %v", err)
+	}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			t.Fatalf("reset offset of partition %d: %v", p.Partition, p.Error)
+		}
+	}
+}
+
+// eventually polls cond every 500ms until it returns "" or limit passes.
+func eventually(t *testing.T, limit time.Duration, what string, cond func() string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	last := ""
+	for time.Since(start) < limit {
+		if last = cond(); last == "" {
+			return time.Since(start)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("%s not reached within %s: %s", what, limit, last)
+	return 0
+}

@@ -1,0 +1,123 @@
+package sink
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// ClickHouse server error codes the sink branches on, from
+// src/Common/ErrorCodes.cpp. The numbers are stable across releases.
+const (
+	codeUnexpectedEndOfFile        = 3
+	codeAttemptToReadAfterEOF      = 32
+	codeTableAlreadyExists         = 57
+	codeUnknownTable               = 60
+	codeDatabaseAlreadyExists      = 82
+	codeTimeoutExceeded            = 159
+	codeTooSlow                    = 160
+	codeQuotaExceeded              = 201
+	codeTooManySimultaneousQueries = 202
+	codeNoFreeConnection           = 203
+	codeSocketTimeout              = 209
+	codeNetworkError               = 210
+	codeQueryWithSameIDRunning     = 216
+	codeNoZooKeeper                = 225
+	codeAborted                    = 236
+	codeMemoryLimitExceeded        = 241
+	codeTableIsReadOnly            = 242
+	codeNotEnoughSpace             = 243
+	codeTooManyParts               = 252
+	codeAllConnectionTriesFailed   = 279
+	codeTooFewLiveReplicas         = 285
+	codeUnsatisfiedQuorum          = 286
+	codeUnknownStatusOfInsert      = 319
+	codeQueryWasCancelled          = 394
+	codeSystemError                = 425
+	codeCannotScheduleTask         = 439
+	codeDeadlockAvoided            = 473
+	codeKeeperException            = 999
+)
+
+// transientCodes are server errors that go away by themselves: overload,
+// back-pressure (TOO_MANY_PARTS), lost replicas or Keeper, a restarting server.
+var transientCodes = map[int32]bool{
+	codeUnexpectedEndOfFile:        true,
+	codeAttemptToReadAfterEOF:      true,
+	codeTimeoutExceeded:            true,
+	codeTooSlow:                    true,
+	codeQuotaExceeded:              true,
+	codeTooManySimultaneousQueries: true,
+	codeNoFreeConnection:           true,
+	codeSocketTimeout:              true,
+	codeNetworkError:               true,
+	codeQueryWithSameIDRunning:     true,
+	codeNoZooKeeper:                true,
+	codeAborted:                    true,
+	codeMemoryLimitExceeded:        true,
+	codeTableIsReadOnly:            true,
+	codeNotEnoughSpace:             true,
+	codeTooManyParts:               true,
+	codeAllConnectionTriesFailed:   true,
+	codeTooFewLiveReplicas:         true,
+	codeUnsatisfiedQuorum:          true,
+	codeUnknownStatusOfInsert:      true,
+	codeQueryWasCancelled:          true,
+	codeSystemError:                true,
+	codeCannotScheduleTask:         true,
+	codeDeadlockAvoided:            true,
+	codeKeeperException:            true,
+}
+
+// IsTransient reports whether err is expected to go away without anyone
+// acting: the network, a timeout, an overloaded or restarting server, or
+// ClickHouse back-pressure such as TOO_MANY_PARTS. Errors that need a human —
+// unknown table or column, type mismatch, syntax, authentication, a batch the
+// driver refused — are not transient, and neither is context.Canceled, which
+// means the caller is shutting down.
+//
+// Retrying any Write is safe (rows are idempotent), so the caller retries
+// both kinds with capped backoff and pauses intake meanwhile; IsTransient
+// only decides how loudly: transient failures at warn level, the others at
+// error level, because retrying alone will not fix them. Callers that need the
+// server's code can use errors.As with *clickhouse.Exception.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	// The server answered: trust its code over the transport details.
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) {
+		return transientCodes[ex.Code]
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	var netErr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &netErr),
+		errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE),
+		errors.Is(err, driver.ErrBadConn),
+		errors.Is(err, clickhouse.ErrAcquireConnTimeout):
+		return true
+	}
+	return false
+}
+
+// isAlreadyExists reports the error a CREATE ... IF NOT EXISTS can still
+// return when another replica creates the same object at the same moment
+// (the existence check and the creation are not atomic on old servers).
+func isAlreadyExists(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && (ex.Code == codeTableAlreadyExists || ex.Code == codeDatabaseAlreadyExists)
+}

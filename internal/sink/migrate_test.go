@@ -1,0 +1,114 @@
+package sink
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+)
+
+// objectsPerWindow are usage_rollup_<w> and usage_<w>; the fixed objects are
+// schema_migrations, usage_settings, usage_chunks, usage_chunk_progress,
+// usage_rejected_log and usage_rejected.
+const (
+	fixedObjects     = 6
+	objectsPerWindow = 2
+)
+
+func countTables(t *testing.T, s *Sink) uint64 {
+	t.Helper()
+	return queryUint(t, s, "SELECT count() FROM system.tables WHERE database = ?", s.cfg.Database)
+}
+
+func TestMigrateConcurrentOnFreshDatabase(t *testing.T) {
+	cfg := testConfig(t)
+	// Four replicas start at once against a database that does not exist yet.
+	const replicas = 4
+	var (
+		wg    sync.WaitGroup
+		sinks [replicas]*Sink
+		errs  [replicas]error
+	)
+	for i := range replicas {
+		wg.Go(func() {
+			sinks[i], errs[i] = Open(t.Context(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: Open: %v", i, err)
+		}
+	}
+	s := openSink(t, cfg) // drops the database at cleanup
+	for _, r := range sinks {
+		t.Cleanup(func() { _ = r.Close() })
+	}
+	if got, want := countTables(t, s), uint64(fixedObjects+objectsPerWindow*len(cfg.Windows)); got != want {
+		t.Errorf("tables and views = %d, want %d", got, want)
+	}
+	if got := queryUint(t, s, "SELECT uniqExact(name) FROM "+s.database+".schema_migrations"); got != uint64(len(s.migrations)) {
+		t.Errorf("distinct recorded migrations = %d, want %d", got, len(s.migrations))
+	}
+}
+
+func TestMigrateIdempotent(t *testing.T) {
+	s := newTestSink(t)
+	recorded := queryUint(t, s, "SELECT count() FROM "+s.database+".schema_migrations")
+
+	// Migrate from four goroutines at once on a migrated database, then again.
+	var (
+		wg   sync.WaitGroup
+		errs [4]error
+	)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Migrate(t.Context()) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("goroutine %d: Migrate: %v", i, err)
+		}
+	}
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate again: %v", err)
+	}
+	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".schema_migrations"); got != recorded {
+		t.Errorf("schema_migrations grew from %d to %d rows on re-running applied migrations", recorded, got)
+	}
+}
+
+func TestMigrateForgottenRecordIsHarmless(t *testing.T) {
+	// A replica killed between a migration's DDL and its record re-runs the
+	// DDL on the next start; IF NOT EXISTS makes that a no-op.
+	s := newTestSink(t)
+	if err := s.conn.Exec(t.Context(), "DROP TABLE "+s.database+".schema_migrations"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate after losing schema_migrations: %v", err)
+	}
+	if got := queryUint(t, s, "SELECT uniqExact(name) FROM "+s.database+".schema_migrations"); got != uint64(len(s.migrations)) {
+		t.Errorf("distinct recorded migrations = %d, want %d", got, len(s.migrations))
+	}
+}
+
+func TestMigrateAddsWindow(t *testing.T) {
+	s := newTestSink(t)
+	cfg := s.cfg
+	cfg.Windows = append([]aggregate.Window{{Size: 5 * time.Minute, Name: "5m"}}, cfg.Windows...)
+	s5, err := Open(t.Context(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatalf("Open with an added window: %v", err)
+	}
+	t.Cleanup(func() { _ = s5.Close() })
+	if got, want := countTables(t, s), uint64(fixedObjects+objectsPerWindow*3); got != want {
+		t.Errorf("tables and views = %d, want %d", got, want)
+	}
+	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".schema_migrations WHERE name = '0005_usage_rollup@5m'"); got != 1 {
+		t.Errorf("0005_usage_rollup@5m recorded %d times, want 1", got)
+	}
+}

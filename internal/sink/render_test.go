@@ -1,0 +1,124 @@
+package sink
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+)
+
+func TestDimensionType(t *testing.T) {
+	tests := []struct {
+		version string
+		want    string
+	}{
+		{"18.16.1", "String"},
+		{"19.17.4.11", "String"},
+		{"20.1.2.4", "LowCardinality(String)"},
+		{"20.12", "LowCardinality(String)"},
+		{"23.8.16.40", "LowCardinality(String)"},
+		{"26.9.2.1", "LowCardinality(String)"},
+		{" 24.3.1 ", "LowCardinality(String)"},
+	}
+	for _, tt := range tests {
+		got, err := DimensionType(tt.version)
+		if err != nil || got != tt.want {
+			t.Errorf("DimensionType(%q) = %q, %v; want %q", tt.version, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "18", "x.1", "18.x", "-1.2"} {
+		if got, err := DimensionType(bad); err == nil {
+			t.Errorf("DimensionType(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func TestRenderMigrations(t *testing.T) {
+	windows := []aggregate.Window{w1m, w1h}
+	old, err := RenderMigrations("18.16.1", "usage_rollup", windows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range old {
+		names = append(names, m.Name)
+		for _, stmt := range m.Statements {
+			if strings.Contains(stmt, "{{") || strings.Contains(stmt, "LowCardinality") || strings.Contains(stmt, "--") {
+				t.Errorf("%s: unrendered placeholder, comment or LowCardinality on 18.16:\n%s", m.Name, stmt)
+			}
+			if !strings.Contains(stmt, "IF NOT EXISTS") {
+				t.Errorf("%s: statement is not idempotent:\n%s", m.Name, stmt)
+			}
+		}
+	}
+	want := []string{
+		"0001_schema_migrations", "0002_usage_settings", "0003_usage_chunks", "0004_usage_rejected",
+		"0005_usage_rollup@1m", "0005_usage_rollup@1h",
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("names = %q, want %q", names, want)
+	}
+	rollup1h := strings.Join(old[5].Statements, "\n")
+	for _, s := range []string{"`usage_rollup`.usage_rollup_1h", "`usage_rollup`.usage_1h", "workspace_id        String,"} {
+		if !strings.Contains(rollup1h, s) {
+			t.Errorf("0005_usage_rollup@1h lacks %q:\n%s", s, rollup1h)
+		}
+	}
+
+	modern, err := RenderMigrations("24.8.4.13", "usage_rollup", windows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(strings.Join(modern[4].Statements, "\n"), "LowCardinality(String)"); got != 6 {
+		t.Errorf("modern usage_rollup_1m has %d LowCardinality columns, want the 6 dimensions", got)
+	}
+}
+
+func TestRenderMigrationsErrors(t *testing.T) {
+	good := &fstest.MapFile{Data: []byte("CREATE TABLE IF NOT EXISTS {{database}}.t (a String) ENGINE = Log;")}
+	tests := []struct {
+		name     string
+		files    fstest.MapFS
+		database string
+		version  string
+	}{
+		{"bad database", fstest.MapFS{"clickhouse/0001_a.sql": good}, "a-b", "18.16.1"},
+		{"bad version", fstest.MapFS{"clickhouse/0001_a.sql": good}, "db", "eighteen"},
+		{"window placeholder outside a window file", fstest.MapFS{
+			"clickhouse/0001_a.sql": {Data: []byte("CREATE TABLE IF NOT EXISTS t_{{window}} (a String) ENGINE = Log;")},
+		}, "db", "18.16.1"},
+		{"unknown placeholder", fstest.MapFS{
+			"clickhouse/0001_a.sql": {Data: []byte("CREATE TABLE IF NOT EXISTS {{db}}.t (a String) ENGINE = Log;")},
+		}, "db", "18.16.1"},
+		{"duplicate version", fstest.MapFS{"clickhouse/0001_a.sql": good, "clickhouse/0001_b.sql": good}, "db", "18.16.1"},
+		{"bad file name", fstest.MapFS{"clickhouse/1_a.sql": good}, "db", "18.16.1"},
+		{"empty file", fstest.MapFS{"clickhouse/0001_a.sql": {Data: []byte("-- nothing;\n")}}, "db", "18.16.1"},
+		{"unterminated quote", fstest.MapFS{"clickhouse/0001_a.sql": {Data: []byte("SELECT 'a;")}}, "db", "18.16.1"},
+	}
+	for _, tt := range tests {
+		if _, err := renderMigrations(tt.files, tt.version, tt.database, []aggregate.Window{w1m}); err == nil {
+			t.Errorf("%s: want an error", tt.name)
+		}
+	}
+}
+
+func TestSplitStatements(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"SELECT 1;\nSELECT 2;", []string{"SELECT 1", "SELECT 2"}},
+		{"-- a; comment\nSELECT 1 -- trailing; comment\n;", []string{"SELECT 1"}},
+		{"SELECT ';' AS `a;b`, \"x;\"", []string{"SELECT ';' AS `a;b`, \"x;\""}},
+		{"SELECT 'it\\'s;'; SELECT 2", []string{"SELECT 'it\\'s;'", "SELECT 2"}},
+		{" ;\n; ", nil},
+	}
+	for _, tt := range tests {
+		got, err := splitStatements(tt.in)
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("splitStatements(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package sink
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+)
+
+const testTopic = "usage-events"
+
+// t0 is a window start in the middle of a month, 2024-05-14 12:00 UTC.
+const t0 = 1715688000
+
+func row(windowStart int64, workspace, model string, requests, tokens uint64) aggregate.Row {
+	return aggregate.Row{
+		WindowStart: windowStart,
+		Dims: aggregate.Dims{
+			WorkspaceID: workspace, ProjectID: "p1", APIKeyID: "k1",
+			Provider: "openai", Model: model, Endpoint: "/v1/chat/completions",
+		},
+		Measures: aggregate.Measures{
+			Requests: requests, InputTokens: tokens, InputTextTokens: tokens, OutputTokens: 2 * tokens,
+			TotalTokens: 3 * tokens, LatencyMsSum: 100 * requests, LatencyMsMax: 100,
+		},
+	}
+}
+
+// rollup builds the batch of partition 3, chunk, prefix [first, last] with
+// rows in the 1m window.
+func rollup(chunk, first, last int64, rows ...aggregate.Row) *aggregate.Batch {
+	var accepted uint64
+	for _, r := range rows {
+		accepted += r.Measures.Requests
+	}
+	return &aggregate.Batch{
+		Topic: testTopic, Partition: 3, Chunk: chunk,
+		Windows:  []aggregate.WindowRows{{Window: w1m, Rows: rows}},
+		Progress: aggregate.Progress{FirstOffset: first, LastOffset: last, Accepted: accepted, MaxEventTimeMs: t0 * 1000},
+	}
+}
+
+type sums struct{ rows, requests, totalTokens uint64 }
+
+func viewSums(t *testing.T, s *Sink, view, where string) sums {
+	t.Helper()
+	var got sums
+	query := "SELECT count(), sum(requests), sum(total_tokens) FROM " + s.database + "." + view + " WHERE " + where
+	if err := s.conn.QueryRow(t.Context(), query).Scan(&got.rows, &got.requests, &got.totalTokens); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return got
+}
+
+func TestWriteTwiceSameSums(t *testing.T) {
+	s := newTestSink(t)
+	b := rollup(0, 0, 41, row(t0, "w1", "gpt-4o", 30, 10), row(t0+60, "w1", "gpt-4o", 12, 5))
+	b.Windows = append(b.Windows, aggregate.WindowRows{Window: w1h, Rows: []aggregate.Row{row(t0, "w1", "gpt-4o", 42, 15)}})
+	write(t, s, b)
+	want := sums{rows: 2, requests: 42, totalTokens: 3 * 15}
+	if got := viewSums(t, s, "usage_1m", "1"); got != want {
+		t.Fatalf("after one write: usage_1m = %+v, want %+v", got, want)
+	}
+	write(t, s, b)
+	if got := viewSums(t, s, "usage_1m", "1"); got != want {
+		t.Errorf("after writing the batch twice: usage_1m = %+v, want %+v", got, want)
+	}
+	if got := viewSums(t, s, "usage_1h", "workspace_id = 'w1'"); got != (sums{1, 42, 45}) {
+		t.Errorf("usage_1h = %+v, want one row of 42 requests", got)
+	}
+}
+
+func TestShorterPrefixAfterLongerKeepsSums(t *testing.T) {
+	s := newTestSink(t)
+	long := rollup(0, 0, 99, row(t0, "w1", "gpt-4o", 10, 7), row(t0, "w2", "gpt-4o", 1, 1))
+	short := rollup(0, 0, 50, row(t0, "w1", "gpt-4o", 4, 3))
+	write(t, s, long)
+	write(t, s, short) // a replica replaying an older prefix, or a retry arriving late
+
+	// Filters on dimensions, on measures and none at all must all see only
+	// the longest prefix: FINAL resolves versions before the outer WHERE.
+	tests := []struct {
+		where string
+		want  sums
+	}{
+		{"1", sums{2, 11, 3 * 8}},
+		{"workspace_id = 'w1'", sums{1, 10, 21}},
+		{"requests < 5 AND workspace_id = 'w1'", sums{}},
+		{"requests >= 10", sums{1, 10, 21}},
+		{"window_start = toDateTime(" + strconv.FormatInt(t0, 10) + ", 'UTC') AND model = 'gpt-4o'", sums{2, 11, 24}},
+	}
+	for _, tt := range tests {
+		if got := viewSums(t, s, "usage_1m", tt.where); got != tt.want {
+			t.Errorf("usage_1m WHERE %s = %+v, want %+v", tt.where, got, tt.want)
+		}
+	}
+}
+
+func TestRowsOfDifferentChunksAddUp(t *testing.T) {
+	s := newTestSink(t)
+	// The same group in consecutive chunks and in another partition: disjoint
+	// offset ranges, so their rows add up.
+	write(t, s, rollup(0, 0, 999, row(t0, "w1", "gpt-4o", 5, 1)))
+	write(t, s, rollup(1, 1000, 1500, row(t0, "w1", "gpt-4o", 7, 2)))
+	other := rollup(0, 0, 10, row(t0, "w1", "gpt-4o", 11, 3))
+	other.Partition = 4
+	write(t, s, other)
+	write(t, s, rollup(1, 1000, 1200, row(t0, "w1", "gpt-4o", 6, 2))) // stale prefix of chunk 1
+	if got, want := viewSums(t, s, "usage_1m", "workspace_id = 'w1'"), (sums{3, 23, 3 * 6}); got != want {
+		t.Errorf("usage_1m = %+v, want %+v", got, want)
+	}
+	if got := viewSums(t, s, "usage_1m", "`partition` = 3 AND chunk = 1"); got.requests != 7 {
+		t.Errorf("partition 3 chunk 1 requests = %d, want 7", got.requests)
+	}
+}
+
+func TestRejectedOnePerOffset(t *testing.T) {
+	s := newTestSink(t)
+	recordTime := time.Date(2024, 5, 31, 23, 59, 59, 0, time.UTC)
+	reject := func(offset int64, payload []byte) aggregate.Rejection {
+		return aggregate.Rejection{Offset: offset, Reason: "invalid_json", Field: "", Detail: "unexpected end",
+			RecordTime: recordTime, Size: 10_000_000, Payload: payload}
+	}
+	big := bytes.Repeat([]byte("x"), aggregate.MaxRejectedPayload+100)
+	first := rollup(0, 0, 7)
+	first.Rejected = []aggregate.Rejection{reject(5, []byte("{")), reject(7, big)}
+	first.Progress.Rejected = 2
+	longer := rollup(0, 0, 20)
+	longer.Rejected = []aggregate.Rejection{reject(5, []byte("{")), reject(7, big), reject(9, nil)}
+	longer.Progress.Rejected = 3
+
+	pin(t, time.Date(2024, 6, 1, 0, 0, 5, 0, time.UTC))
+	write(t, s, first)
+	pin(t, time.Date(2024, 7, 2, 0, 0, 0, 0, time.UTC)) // a replay a month later
+	write(t, s, first)
+	write(t, s, longer)
+
+	view := s.database + ".usage_rejected"
+	if got := queryUint(t, s, "SELECT count() FROM "+view); got != 3 {
+		t.Errorf("usage_rejected has %d rows, want one per rejected offset (3)", got)
+	}
+	if got := queryUint(t, s, "SELECT count() FROM "+view+" WHERE `offset` = 7"); got != 1 {
+		t.Errorf("offset 7 appears %d times, want 1", got)
+	}
+	if got := queryUint(t, s, "SELECT max(length(payload)) FROM "+view); got != aggregate.MaxRejectedPayload {
+		t.Errorf("longest payload = %d bytes, want %d", got, aggregate.MaxRejectedPayload)
+	}
+	if got := queryUint(t, s, "SELECT sum(size) FROM "+view+" WHERE reason = 'invalid_json' AND toYYYYMM(record_time) = 202405"); got != 30_000_000 {
+		t.Errorf("sum(size) = %d, want 30000000", got)
+	}
+}
+
+func TestChunkProgress(t *testing.T) {
+	s := newTestSink(t)
+	for _, last := range []int64{10, 30, 20} { // 20 is a stale retry arriving late
+		b := rollup(2, 2000, 2000+last, row(t0, "w1", "gpt-4o", uint64(last), 1))
+		b.Progress.Duplicates = 1
+		write(t, s, b)
+	}
+	var (
+		first, last                    int64
+		accepted, rejected, duplicates uint64
+		maxEventTime                   time.Time
+	)
+	err := s.conn.QueryRow(t.Context(), "SELECT first_offset, last_offset, accepted, rejected, duplicates, max_event_time FROM "+
+		s.database+".usage_chunk_progress WHERE topic = ? AND `partition` = 3 AND chunk = 2", testTopic).
+		Scan(&first, &last, &accepted, &rejected, &duplicates, &maxEventTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first != 2000 || last != 2030 || accepted != 30 || rejected != 0 || duplicates != 1 || maxEventTime.Unix() != t0 {
+		t.Errorf("progress = [%d, %d] accepted %d rejected %d duplicates %d max_event_time %s; want [2000, 2030] 30 0 1 %s",
+			first, last, accepted, rejected, duplicates, maxEventTime, time.Unix(t0, 0).UTC())
+	}
+	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_chunk_progress"); got != 1 {
+		t.Errorf("usage_chunk_progress has %d rows, want 1", got)
+	}
+}
+
+func TestWriteProgressOnlyBatch(t *testing.T) {
+	// A flush with no changed rows (all duplicates) still records progress.
+	s := newTestSink(t)
+	b := rollup(0, 0, 9)
+	b.Progress.Duplicates = 10
+	write(t, s, b)
+	if got := queryUint(t, s, "SELECT sum(duplicates) FROM "+s.database+".usage_chunk_progress"); got != 10 {
+		t.Errorf("duplicates = %d, want 10", got)
+	}
+}
+
+func TestWriteErrors(t *testing.T) {
+	s := newTestSink(t)
+	b := rollup(0, 0, 1, row(t0, "w1", "gpt-4o", 1, 1))
+	b.Windows[0].Window = aggregate.Window{Size: 5 * time.Minute, Name: "5m"}
+	if err := s.Write(t.Context(), b); err == nil || !strings.Contains(err.Error(), "window 5m is not configured") {
+		t.Errorf("Write for an unconfigured window = %v, want a clear error", err)
+	}
+
+	if err := s.conn.Exec(t.Context(), "DROP TABLE "+s.database+".usage_rollup_1m"); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Write(t.Context(), rollup(0, 0, 1, row(t0, "w1", "gpt-4o", 1, 1)))
+	if err == nil {
+		t.Fatal("Write to a dropped table succeeded")
+	}
+	if want := "insert usage_rollup_1m (topic usage-events partition 3 chunk 0): "; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error = %q, want prefix %q", err, want)
+	}
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) || ex.Code != codeUnknownTable {
+		t.Errorf("error %v does not unwrap to the server's UNKNOWN_TABLE exception", err)
+	}
+	if IsTransient(err) {
+		t.Errorf("IsTransient(%v) = true, want false for a missing table", err)
+	}
+}
+
+func TestEnsureChunkSize(t *testing.T) {
+	s := newTestSink(t)
+	ctx := t.Context()
+	if err := s.EnsureChunkSize(ctx, testTopic, 50_000); err != nil {
+		t.Fatalf("first EnsureChunkSize: %v", err)
+	}
+	if err := s.EnsureChunkSize(ctx, testTopic, 50_000); err != nil {
+		t.Fatalf("same size again: %v", err)
+	}
+	if err := s.EnsureChunkSize(ctx, "other-topic", 1000); err != nil {
+		t.Fatalf("another topic: %v", err)
+	}
+	err := s.EnsureChunkSize(ctx, testTopic, 10_000)
+	want := `CHUNK_SIZE=10000 but topic "usage-events" was rolled up with chunk size 50000; changing it would double count`
+	if err == nil || err.Error() != want {
+		t.Fatalf("changed size: err = %v, want %q", err, want)
+	}
+	if !errors.Is(err, ErrChunkSizeChanged) {
+		t.Errorf("errors.Is(%v, ErrChunkSizeChanged) = false", err)
+	}
+	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_settings"); got != 2 {
+		t.Errorf("usage_settings has %d rows, want 2 (a mismatch records nothing)", got)
+	}
+}
+
+func TestServerFailureIsTransient(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Migrate = false
+	cfg.Addr = []string{"127.0.0.1:1"} // nothing listens on port 1
+	cfg.DialTimeout = time.Second
+	_, err := Open(t.Context(), cfg, zerolog.Nop())
+	if err == nil {
+		t.Fatal("Open on a closed port succeeded")
+	}
+	if !IsTransient(err) {
+		t.Errorf("IsTransient(%v) = false, want true for a refused connection", err)
+	}
+}
+
+// pin fixes the sink's clock for the rest of the test.
+func pin(t *testing.T, at time.Time) {
+	t.Helper()
+	prev := now
+	now = func() time.Time { return at }
+	t.Cleanup(func() { now = prev })
+}

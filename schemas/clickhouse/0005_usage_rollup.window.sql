@@ -1,0 +1,62 @@
+-- usage_rollup_{{window}} holds the rollup at one window size. Each row is the
+-- aggregate of its (window, dimensions) group over the offsets
+-- [chunk start, version] of one (topic, partition): a longer prefix (higher
+-- version) supersedes a shorter one and equal versions are identical, so
+-- replays and retries never change what ReplacingMergeTree keeps. Rows of
+-- different chunks are disjoint and add up.
+CREATE TABLE IF NOT EXISTS {{database}}.usage_rollup_{{window}}
+(
+    window_start        DateTime('UTC'),
+    workspace_id        {{dimension}},
+    project_id          {{dimension}},
+    api_key_id          {{dimension}},
+    provider            {{dimension}},
+    model               {{dimension}},
+    endpoint            {{dimension}},
+    topic               String,
+    `partition`         Int32,
+    chunk               Int64,
+    version             UInt64,
+    requests            UInt64,
+    errors              UInt64,
+    input_tokens        UInt64,
+    input_text_tokens   UInt64,
+    input_image_tokens  UInt64,
+    input_cached_tokens UInt64,
+    output_tokens       UInt64,
+    total_tokens        UInt64,
+    latency_ms_sum      UInt64,
+    latency_ms_max      UInt64,
+    inconsistent_events UInt64,
+    written_at          DateTime('UTC')
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (window_start, workspace_id, project_id, api_key_id, provider, model, endpoint, topic, `partition`, chunk);
+
+-- usage_{{window}} is what analysts query: FINAL keeps only the longest prefix
+-- of every group, so sum() over any filter is exact before merges run.
+CREATE VIEW IF NOT EXISTS {{database}}.usage_{{window}} AS
+SELECT
+    window_start,
+    workspace_id,
+    project_id,
+    api_key_id,
+    provider,
+    model,
+    endpoint,
+    requests,
+    errors,
+    input_tokens,
+    input_text_tokens,
+    input_image_tokens,
+    input_cached_tokens,
+    output_tokens,
+    total_tokens,
+    latency_ms_sum,
+    latency_ms_max,
+    inconsistent_events,
+    topic,
+    `partition`,
+    chunk
+FROM {{database}}.usage_rollup_{{window}} FINAL;

@@ -1,0 +1,22 @@
+// Package schemas is the one source of the ClickHouse DDL and analyst views.
+//
+// Migrations live in clickhouse/ as NNNN_name.sql, applied in NNNN order by
+// internal/sink. A file named NNNN_name.window.sql is a template applied once
+// per configured window size. Placeholders, replaced before execution:
+//
+//	{{database}}   the target database, already backquoted: `usage`
+//	{{window}}     the canonical window name, e.g. 1m or 1h (window files only)
+//	{{dimension}}  the column type of the low-cardinality dimensions:
+//	               LowCardinality(String) on ClickHouse >= 20.1, String before
+//
+// Statements are separated by semicolons; -- comments are dropped. Every
+// statement must be idempotent (CREATE ... IF NOT EXISTS) because several
+// replicas may migrate at once. docs/schema.md describes the tables.
+package schemas
+
+import "embed"
+
+// ClickHouse holds the migration files under clickhouse/.
+//
+//go:embed clickhouse/*.sql
+var ClickHouse embed.FS
