@@ -20,7 +20,7 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 pom="$repo/scripts/kafka/pom.xml"
-run_dir="${USAGE_ROLLUP_RUN_DIR:-$repo/.run}"
+run_dir="$(realpath -m "${USAGE_ROLLUP_RUN_DIR:-$repo/.run}")"
 kdir="$run_dir/kafka"
 libs="$kdir/libs"
 data="$kdir/data"

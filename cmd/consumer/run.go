@@ -18,6 +18,8 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
+var _ consumer.BatchWriter = (*sink.Sink)(nil)
+
 // run wires the service and blocks until ctx ends or a part fails.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg, err := loadConfig()

@@ -82,7 +82,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	default:
 		c.Start = time.Now().Add(-c.Span())
 	}
-	return o, nil
+	if o.createPartitions < 0 {
+		return o, fmt.Errorf("-create-partitions must be >= 0, got %d", o.createPartitions)
+	}
+	return o, c.Validate()
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -19,6 +19,11 @@ import (
 // all partition goroutines and must respect ctx.
 type BatchWriter interface {
 	Write(ctx context.Context, b *aggregate.Batch) error
+	// Transient reports whether a failed write may succeed unchanged later
+	// (outage, timeout, overload) rather than needing an operator (schema,
+	// permissions). Both are retried, since dropping the batch would lose
+	// events; the second kind is logged at error level.
+	Transient(err error) bool
 }
 
 // committer is the part of a consumer group generation a partition needs.
@@ -37,7 +42,10 @@ type Consumer struct {
 	log     zerolog.Logger
 	metrics *metrics
 	dialer  *kafka.Dialer
-	writes  atomic.Int64 // successful writes, only for the CrashAfterWrites failpoint
+	// client answers the partitions' metadata questions (first offsets). Its
+	// transport pools connections; Run closes them on exit.
+	client *kafka.Client
+	writes atomic.Int64 // successful writes, only for the CrashAfterWrites failpoint
 }
 
 // New checks the configuration and returns a Consumer.
@@ -47,14 +55,17 @@ func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log
 			return nil, err
 		}
 	}
+	dialer := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
 	return &Consumer{
+		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second,
+			Transport: &kafka.Transport{Dial: dialer.DialFunc, ClientID: "usage-rollup"}},
 		cfg:     cfg,
 		agg:     agg,
 		dec:     dec,
 		writer:  w,
 		log:     log.With().Str("component", "consumer").Logger(),
 		metrics: newMetrics(reg),
-		dialer:  &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true},
+		dialer:  dialer,
 	}, nil
 }
 
@@ -115,6 +126,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	start := time.Now()
 	c.log.Info().Msg("shutting down: stopping fetches and flushing partitions")
 	err = group.Close()
+	c.client.Transport.(*kafka.Transport).CloseIdleConnections()
 	c.metrics.assigned.Set(0)
 	c.log.Info().Dur("took", time.Since(start)).Msg("left consumer group")
 	if err != nil && !errors.Is(err, kafka.ErrGroupClosed) {

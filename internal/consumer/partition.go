@@ -185,10 +185,8 @@ func (w *partitionWorker) resume(ctx context.Context, committed int64) (int64, b
 // firstOffset asks the broker for the partition's first retained offset,
 // retrying until ctx ends.
 func (w *partitionWorker) firstOffset(ctx context.Context) (int64, bool) {
-	client := &kafka.Client{Addr: kafka.TCP(w.c.cfg.Brokers...), Timeout: 10 * time.Second,
-		Transport: &kafka.Transport{Dial: w.c.dialer.DialFunc}}
 	for attempt := 0; ; attempt++ {
-		res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+		res, err := w.c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
 			Topics: map[string][]kafka.OffsetRequest{w.topic: {kafka.FirstOffsetOf(w.partition)}},
 		})
 		if err == nil {
@@ -273,7 +271,11 @@ func (w *partitionWorker) flush(ctx context.Context) error {
 			return fmt.Errorf("write chunk %d up to offset %d: %w", b.Chunk, b.Progress.LastOffset, ctx.Err())
 		}
 		d := backoff(attempt, w.c.cfg.RetryBackoffMax)
-		w.log.Warn().Err(err).Int("attempt", attempt+1).Dur("retry_in", d).Msg("write batch; retrying")
+		level := zerolog.WarnLevel
+		if !w.c.writer.Transient(err) {
+			level = zerolog.ErrorLevel
+		}
+		w.log.WithLevel(level).Err(err).Int("attempt", attempt+1).Dur("retry_in", d).Msg("write batch; retrying")
 		if !sleep(ctx, d) {
 			return fmt.Errorf("write chunk %d up to offset %d: %w", b.Chunk, b.Progress.LastOffset, ctx.Err())
 		}

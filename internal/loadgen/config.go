@@ -79,16 +79,16 @@ func DefaultConfig() Config {
 // Validate names the first invalid field.
 func (c Config) Validate() error {
 	if c.Count < 0 {
-		return fmt.Errorf("loadgen: Count must be >= 0, got %d", c.Count)
+		return fmt.Errorf("invalid config: Count must be >= 0, got %d", c.Count)
 	}
 	if c.Rate < 0 {
-		return fmt.Errorf("loadgen: Rate must be >= 0, got %g", c.Rate)
+		return fmt.Errorf("invalid config: Rate must be >= 0, got %g", c.Rate)
 	}
 	if c.Start.IsZero() {
-		return errors.New("loadgen: Start must be set")
+		return errors.New("invalid config: Start must be set")
 	}
 	if c.EventInterval < 0 {
-		return fmt.Errorf("loadgen: EventInterval must be >= 0, got %s", c.EventInterval)
+		return fmt.Errorf("invalid config: EventInterval must be >= 0, got %s", c.EventInterval)
 	}
 	ratios := []struct {
 		name string
@@ -102,7 +102,7 @@ func (c Config) Validate() error {
 	}
 	for _, r := range ratios {
 		if !(r.v >= 0 && r.v <= 1) { // also rejects NaN
-			return fmt.Errorf("loadgen: %s must be in [0, 1], got %g", r.name, r.v)
+			return fmt.Errorf("invalid config: %s must be in [0, 1], got %g", r.name, r.v)
 		}
 	}
 	return nil

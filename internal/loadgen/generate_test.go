@@ -71,7 +71,7 @@ func TestGenerateDeterministic(t *testing.T) {
 func TestGenerateMatchesDecode(t *testing.T) {
 	for _, seed := range []int64{1, 2, 3} {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			msgs, exp := generate(t, testConfig(seed, 20000))
+			msgs, exp := generate(t, testConfig(seed, 10000))
 			got := newExpected(seed)
 			got.Sent = len(msgs)
 			seen := map[string]bool{}

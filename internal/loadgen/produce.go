@@ -33,7 +33,7 @@ const minSleep = 2 * time.Millisecond
 // generated so far, some of which may not have been written.
 func Produce(ctx context.Context, brokers []string, topic string, cfg Config) (Expected, error) {
 	if len(brokers) == 0 {
-		return Expected{}, errors.New("loadgen: no brokers")
+		return Expected{}, errors.New("no brokers given")
 	}
 	transport := &kafka.Transport{ClientID: "usage-rollup-loadgen"}
 	defer transport.CloseIdleConnections()
@@ -139,7 +139,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // work (KIP-896 removed only v0-v1).
 func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions int) (created bool, n int, err error) {
 	if len(brokers) == 0 {
-		return false, 0, errors.New("loadgen: no brokers")
+		return false, 0, errors.New("no brokers given")
 	}
 	transport := &kafka.Transport{ClientID: "usage-rollup-loadgen"}
 	defer transport.CloseIdleConnections()

@@ -121,3 +121,7 @@ func isAlreadyExists(err error) bool {
 	var ex *clickhouse.Exception
 	return errors.As(err, &ex) && (ex.Code == codeTableAlreadyExists || ex.Code == codeDatabaseAlreadyExists)
 }
+
+// Transient is IsTransient as a method, so that callers can classify the
+// errors of the Sink they were given without importing this package.
+func (s *Sink) Transient(err error) bool { return IsTransient(err) }

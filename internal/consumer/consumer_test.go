@@ -1,0 +1,268 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/goleak"
+
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/check"
+	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/loadgen"
+	"github.com/usage-rollup/usage-rollup/internal/sink"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// memTable is an in-memory stand-in for the ClickHouse tables with
+// ReplacingMergeTree semantics, for tests about the loop's own logic. It can
+// be switched "down" to fail every write, as an unreachable server would.
+type memTable struct {
+	mu       sync.Mutex
+	rows     map[memKey]memRow
+	next     map[int32]int64 // partition -> one past the last offset written
+	rejected map[[2]int64]bool
+	down     atomic.Bool
+	failed   atomic.Int64
+}
+
+type memKey struct {
+	window    string
+	start     int64
+	dims      aggregate.Dims
+	partition int32
+	chunk     int64
+}
+
+type memRow struct {
+	version uint64
+	m       aggregate.Measures
+}
+
+var errDown = errors.New("clickhouse unreachable (test)")
+
+func newMemTable() *memTable {
+	return &memTable{rows: map[memKey]memRow{}, next: map[int32]int64{}, rejected: map[[2]int64]bool{}}
+}
+
+func (t *memTable) Write(ctx context.Context, b *aggregate.Batch) error {
+	if t.down.Load() {
+		t.failed.Add(1)
+		return errDown
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, w := range b.Windows {
+		for _, r := range w.Rows {
+			k := memKey{w.Window.Name, r.WindowStart, r.Dims, b.Partition, b.Chunk}
+			if old, ok := t.rows[k]; !ok || b.Version() >= old.version {
+				t.rows[k] = memRow{b.Version(), r.Measures}
+			}
+		}
+	}
+	for _, r := range b.Rejected {
+		t.rejected[[2]int64{int64(b.Partition), r.Offset}] = true
+	}
+	t.next[b.Partition] = max(t.next[b.Partition], b.Progress.LastOffset+1)
+	return nil
+}
+
+func (t *memTable) Transient(err error) bool { return errors.Is(err, errDown) }
+
+// totals sums one window per workspace and model, like the analyst view.
+func (t *memTable) totals(window string) []sink.GroupTotals {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	by := map[[2]string]aggregate.Measures{}
+	for k, r := range t.rows {
+		if k.window != window {
+			continue
+		}
+		m := by[[2]string{k.dims.WorkspaceID, k.dims.Model}]
+		m.Requests += r.m.Requests
+		m.Errors += r.m.Errors
+		m.InputTokens += r.m.InputTokens
+		m.InputTextTokens += r.m.InputTextTokens
+		m.InputImageTokens += r.m.InputImageTokens
+		m.InputCachedTokens += r.m.InputCachedTokens
+		m.OutputTokens += r.m.OutputTokens
+		m.TotalTokens += r.m.TotalTokens
+		m.LatencyMsSum += r.m.LatencyMsSum
+		by[[2]string{k.dims.WorkspaceID, k.dims.Model}] = m
+	}
+	out := make([]sink.GroupTotals, 0, len(by))
+	for k, m := range by {
+		out = append(out, sink.GroupTotals{WorkspaceID: k[0], Model: k[1], Measures: m})
+	}
+	return out
+}
+
+func (t *memTable) caughtUp(ends map[int]int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for p, end := range ends {
+		if t.next[int32(p)] < end {
+			return false
+		}
+	}
+	return true
+}
+
+func brokers(t *testing.T) []string {
+	t.Helper()
+	bs := strings.Split(os.Getenv("KAFKA_BROKERS"), ",")
+	if bs[0] == "" {
+		bs = []string{"127.0.0.1:9092"}
+	}
+	c, err := net.DialTimeout("tcp", bs[0], 2*time.Second)
+	if err != nil {
+		if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("kafka %s unreachable: %v", bs[0], err)
+		}
+		t.Skipf("kafka %s unreachable: %v", bs[0], err)
+	}
+	c.Close()
+	return bs
+}
+
+// TestOutageIsRetriedAndShutdownFlushes runs the loop against a real broker
+// with a writer that is down for a while mid-stream: no partition goroutine
+// gives up (which would end the generation), nothing is committed past what
+// was written, the sums come out exact once the writer is back, and
+// cancelling Run flushes and commits everything.
+func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
+	bs := brokers(t)
+	ctx := context.Background()
+	topic := fmt.Sprintf("consumer-test-%d-%d", time.Now().Unix(), rand.IntN(1e6))
+	const partitions = 4
+	if _, _, err := loadgen.EnsureTopic(ctx, bs, topic, partitions); err != nil {
+		t.Fatal(err)
+	}
+	gen := loadgen.DefaultConfig()
+	gen.Seed, gen.Count, gen.Start = 99, 6000, time.Now().Add(-time.Hour)
+	want, err := loadgen.Produce(ctx, bs, topic, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	table := newMemTable()
+	table.down.Store(true) // ClickHouse is down when the consumer starts
+	cfg := DefaultConfig()
+	cfg.Brokers, cfg.Topic, cfg.GroupID = bs, topic, topic
+	cfg.FlushInterval, cfg.RetryBackoffMax = 200*time.Millisecond, 300*time.Millisecond
+	cfg.SessionTimeout, cfg.HeartbeatInterval = 6*time.Second, time.Second
+	agg := aggregate.DefaultConfig()
+	agg.ChunkSize = 500
+	reg := prometheus.NewRegistry()
+	c, err := New(cfg, agg, events.DefaultConfig(), table, zerolog.Nop(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(bs...), Timeout: 10 * time.Second, Transport: transport}
+	// Let every partition hit the outage several times.
+	for table.failed.Load() < 3*partitions {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := committed(t, client, topic, partitions); anyAbove(got, 0) {
+		t.Fatalf("offsets committed while nothing was written: %v", got)
+	}
+	table.down.Store(false)
+
+	ends := map[int]int64{}
+	for p := range partitions {
+		ends[p] = endOffset(t, client, topic, p)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !table.caughtUp(ends) {
+		if time.Now().After(deadline) {
+			t.Fatal("consumer did not catch up after the outage")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if diffs := check.Diff(&want, table.totals("1h")); len(diffs) > 0 {
+		t.Fatalf("sums after outage differ:\n%s", strings.Join(diffs, "\n"))
+	}
+	if n := len(table.rejected); n != want.Malformed {
+		t.Errorf("rejected %d, want %d", n, want.Malformed)
+	}
+
+	start := time.Now()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(start); took > cfg.ShutdownTimeout {
+		t.Errorf("shutdown took %s, over SHUTDOWN_TIMEOUT %s", took, cfg.ShutdownTimeout)
+	}
+	got := committed(t, client, topic, partitions)
+	for p, end := range ends {
+		if got[p] != end {
+			t.Errorf("partition %d committed %d after shutdown, want %d", p, got[p], end)
+		}
+	}
+	if n := testutil.ToFloat64(c.metrics.writeErrors); n < 3*partitions {
+		t.Errorf("write errors metric = %v, want >= %d", n, 3*partitions)
+	}
+	if n := testutil.ToFloat64(c.metrics.accepted) + testutil.ToFloat64(c.metrics.duplicates) +
+		testutil.ToFloat64(c.metrics.rejected.WithLabelValues(string(events.ReasonInvalidJSON))); n == 0 {
+		t.Error("metrics counted nothing")
+	}
+}
+
+func committed(t *testing.T, c *kafka.Client, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	res, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: topic, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+func anyAbove(m map[int]int64, v int64) bool {
+	for _, x := range m {
+		if x > v {
+			return true
+		}
+	}
+	return false
+}
+
+func endOffset(t *testing.T, c *kafka.Client, topic string, p int) int64 {
+	t.Helper()
+	res, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(p)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Topics[topic][0].LastOffset
+}
