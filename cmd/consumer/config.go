@@ -41,6 +41,11 @@ type env struct {
 	WriteRetryMaxBackoff time.Duration `envconfig:"WRITE_RETRY_MAX_BACKOFF" default:"30s"`
 	MaxMessageBytes      int           `envconfig:"MAX_MESSAGE_BYTES" default:"1048576"`
 	MaxFutureSkew        time.Duration `envconfig:"MAX_FUTURE_SKEW" default:"24h"`
+	MaxGroups            int           `envconfig:"MAX_GROUPS_PER_PARTITION" default:"200000"`
+	AllowedLateness      time.Duration `envconfig:"ALLOWED_LATENESS" default:"10m"`
+	IdleTimeout          time.Duration `envconfig:"IDLE_PARTITION_TIMEOUT" default:"1m"`
+	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" default:"10m"`
+	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC"`
 
 	MetricsAddr           string `envconfig:"METRICS_ADDR" default:":9464"`
 	LogLevel              string `envconfig:"LOG_LEVEL" default:"info"`
@@ -83,10 +88,20 @@ func loadConfig() (config, error) {
 			RebalanceTimeout:  e.KafkaRebalanceTimeout,
 			HeartbeatInterval: e.KafkaHeartbeatInterval,
 			RetryBackoffMax:   e.WriteRetryMaxBackoff,
+			DeadLetterTopic:   e.DeadLetterTopic,
+			IdleTimeout:       e.IdleTimeout,
+			StallTimeout:      e.StallTimeout,
+			EndOffsetInterval: consumer.DefaultConfig().EndOffsetInterval,
 			CrashAfterWrites:  e.FaultCrashAfterWrites,
 		},
-		aggregate: aggregate.Config{Windows: windows, ChunkSize: e.ChunkSize, MaxBatchRows: e.MaxBatchRows},
-		events:    events.Config{MaxMessageBytes: e.MaxMessageBytes, MaxFutureSkew: e.MaxFutureSkew},
+		aggregate: aggregate.Config{
+			Windows:         windows,
+			ChunkSize:       e.ChunkSize,
+			MaxGroups:       e.MaxGroups,
+			AllowedLateness: e.AllowedLateness,
+			MaxBatchRows:    e.MaxBatchRows,
+		},
+		events: events.Config{MaxMessageBytes: e.MaxMessageBytes, MaxFutureSkew: e.MaxFutureSkew},
 		sink: sink.Config{
 			Addr:          e.ClickHouseAddr,
 			Database:      e.ClickHouseDatabase,

@@ -53,18 +53,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info().Msg("migrations applied")
 		return nil
 	}
-	if err := snk.EnsureChunkSize(ctx, cfg.consumer.Topic, cfg.aggregate.ChunkSize); err != nil {
+	layout := sink.Layout{ChunkSize: cfg.aggregate.ChunkSize, MaxGroups: int64(cfg.aggregate.MaxGroups)}
+	if err := snk.EnsureLayout(ctx, cfg.consumer.Topic, layout); err != nil {
 		return err
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, snk, log, reg)
+	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, consumer.Kafka{}, snk, log, reg)
 	if err != nil {
 		return err
 	}
 
-	srv, err := serveMetrics(cfg.metricsAddr, reg, log)
+	srv, err := serve(cfg.metricsAddr, reg, probes{consumer: c, clickhouse: snk}, log)
 	if err != nil {
 		return err
 	}
@@ -100,21 +101,23 @@ func openSink(ctx context.Context, cfg sink.Config, log zerolog.Logger) (*sink.S
 	}
 }
 
-// serveMetrics starts the metrics listener; the returned server is owned by
-// run, which shuts it down.
-func serveMetrics(addr string, reg *prometheus.Registry, log zerolog.Logger) (*http.Server, error) {
+// serve starts the HTTP listener for /metrics, /livez and /readyz; the
+// returned server is owned by run, which shuts it down.
+func serve(addr string, reg *prometheus.Registry, p probes, log zerolog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("METRICS_ADDR %q: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/livez", p.livez)
+	mux.HandleFunc("/readyz", p.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error().Err(err).Msg("metrics server")
+			log.Error().Err(err).Msg("http server")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Msg("serving metrics")
+	log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /livez, /readyz")
 	return srv, nil
 }

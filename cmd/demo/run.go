@@ -58,15 +58,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer snk.Close()
-	if err := snk.EnsureChunkSize(ctx, topic, o.chunkSize); err != nil {
+	ac := aggregate.DefaultConfig()
+	ac.ChunkSize = o.chunkSize
+	if err := snk.EnsureLayout(ctx, topic, sink.Layout{ChunkSize: ac.ChunkSize, MaxGroups: int64(ac.MaxGroups)}); err != nil {
 		return err
 	}
 
 	cc := consumer.DefaultConfig()
 	cc.Brokers, cc.Topic, cc.GroupID, cc.FlushInterval = brokers, topic, "usage-rollup-demo", time.Second
-	ac := aggregate.DefaultConfig()
-	ac.ChunkSize = o.chunkSize
-	c, err := consumer.New(cc, ac, events.DefaultConfig(), snk, log, prometheus.NewRegistry())
+	c, err := consumer.New(cc, ac, events.DefaultConfig(), consumer.Kafka{}, snk, log, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,10 @@ type Measures struct {
 	// InconsistentEvents counts events whose usage parts did not add up; their
 	// numbers are included above exactly as reported.
 	InconsistentEvents uint64
+	// LateEvents counts events older than the partition's watermark when they
+	// were read (see Config.AllowedLateness). They are included above, in
+	// their true window.
+	LateEvents uint64
 }
 
 // Row is the running aggregate of one (window, dims) group over a chunk prefix.
@@ -67,6 +71,11 @@ type Progress struct {
 	Accepted    uint64
 	Rejected    uint64
 	Duplicates  uint64
+	Late        uint64
+	// WatermarkMs is the partition's event-time watermark after LastOffset:
+	// the newest valid event time seen in this chunk and the previous one,
+	// minus the allowed lateness. Unix ms; 0 before any event.
+	WatermarkMs int64
 	// MaxEventTimeMs is the largest accepted event time in the chunk prefix (Unix ms), 0 if none.
 	MaxEventTimeMs int64
 }
@@ -79,10 +88,24 @@ type Batch struct {
 	Topic     string
 	Partition int32
 	Chunk     int64
-	Windows   []WindowRows
-	Rejected  []Rejection
-	Progress  Progress
+	// Segment is the first offset of the segment the rows belong to (see
+	// Config.MaxGroups); it is part of every row's key.
+	Segment  int64
+	Windows  []WindowRows
+	Rejected []Rejection
+	Progress Progress
 }
 
 // Version is the ReplacingMergeTree version of every row in the batch.
 func (b *Batch) Version() uint64 { return uint64(b.Progress.LastOffset) }
+
+// Finality says up to which event time one partition's windows are complete:
+// every window ending at or before ClosedThroughMs has all its events written.
+type Finality struct {
+	Topic           string
+	Partition       int32
+	ClosedThroughMs int64 // Unix ms
+	MaxEventTimeMs  int64 // newest event time written, Unix ms
+	CommittedOffset int64 // the offset committed with the write it follows
+	Idle            bool  // advanced by idleness (caught up, no records), not by events
+}

@@ -30,6 +30,17 @@ type Config struct {
 	// chunks). It must never change for a topic once rows exist: the sink
 	// refuses to start if it does.
 	ChunkSize int64
+	// MaxGroups caps the groups (summed over windows) one partition holds.
+	// When a segment reaches it, the caller writes the segment and the next
+	// record starts a new segment of the same chunk with empty aggregates.
+	// Rows are keyed by segment, and where a segment starts is a pure
+	// function of the chunk's records, so a replay cuts at the same offsets
+	// and the sums do not change. Like ChunkSize it is fixed per topic.
+	MaxGroups int
+	// AllowedLateness is how far behind the newest event time seen an event
+	// may be before it counts as late. Late events are still counted in their
+	// true window; the count only feeds late_events and the metric.
+	AllowedLateness time.Duration
 	// MaxBatchRows makes the caller flush early once this many rows (changed groups
 	// plus rejections) are pending, bounding batch size and the memory held for it.
 	MaxBatchRows int
@@ -38,9 +49,11 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Windows:      []Window{{Size: time.Minute, Name: "1m"}, {Size: time.Hour, Name: "1h"}},
-		ChunkSize:    50_000,
-		MaxBatchRows: 20_000,
+		Windows:         []Window{{Size: time.Minute, Name: "1m"}, {Size: time.Hour, Name: "1h"}},
+		ChunkSize:       50_000,
+		MaxGroups:       200_000,
+		AllowedLateness: 10 * time.Minute,
+		MaxBatchRows:    20_000,
 	}
 }
 
@@ -51,6 +64,12 @@ func (c Config) Validate() error {
 	}
 	if c.ChunkSize < 100 {
 		return fmt.Errorf("CHUNK_SIZE must be >= 100, got %d", c.ChunkSize)
+	}
+	if c.MaxGroups < 100 {
+		return fmt.Errorf("MAX_GROUPS_PER_PARTITION must be >= 100, got %d", c.MaxGroups)
+	}
+	if c.AllowedLateness < 0 {
+		return fmt.Errorf("ALLOWED_LATENESS must be >= 0, got %s", c.AllowedLateness)
 	}
 	if c.MaxBatchRows <= 0 {
 		return fmt.Errorf("MAX_BATCH_ROWS must be > 0, got %d", c.MaxBatchRows)
@@ -68,10 +87,16 @@ type idKey = xxh3.Uint128
 type Partition struct {
 	cfg     Config
 	chunk   int64
+	segment int64              // first offset of the current segment
 	cur     map[idKey]struct{} // accepted ids of the current chunk
 	prev    map[idKey]struct{} // accepted ids of the previous chunk
-	windows []windowState
-	keyBuf  []byte
+	// curMaxMs and prevMaxMs are the newest valid event times of the current
+	// and previous chunk; their max, minus the allowed lateness, is the
+	// watermark. Confining it to two chunks keeps it a function of what a
+	// restart re-reads, so "late" is decided the same way on replay.
+	curMaxMs, prevMaxMs int64
+	windows             []windowState
+	keyBuf              []byte
 
 	progress Progress
 	flushed  int64 // LastOffset of the last batch handed out
@@ -119,10 +144,33 @@ func (p *Partition) Chunk() int64 { return p.chunk }
 func (p *Partition) Begin(chunk int64) {
 	if chunk == p.chunk+1 {
 		p.prev, p.cur = p.cur, p.prev
+		p.prevMaxMs = p.curMaxMs
 	} else {
 		clear(p.prev)
+		p.prevMaxMs = 0
 	}
 	clear(p.cur)
+	p.curMaxMs = 0
+	p.chunk = chunk
+	first := p.ChunkStart(chunk)
+	p.progress = Progress{FirstOffset: first, LastOffset: first - 1}
+	p.flushed = first - 1
+	p.resetSegment(first)
+}
+
+// NeedsSegment reports whether the current segment holds MaxGroups groups,
+// so the caller must write it and call BeginSegment before the next record.
+func (p *Partition) NeedsSegment() bool { return p.Groups() >= p.cfg.MaxGroups }
+
+// BeginSegment drops the aggregates of the current segment (already written)
+// and starts a new segment of the same chunk at offset. Dedup ids, progress
+// counts and the watermark carry over: they belong to the chunk.
+func (p *Partition) BeginSegment(offset int64) {
+	p.resetSegment(offset)
+}
+
+func (p *Partition) resetSegment(offset int64) {
+	p.segment = offset
 	for i := range p.windows {
 		ws := &p.windows[i]
 		clear(ws.index)
@@ -131,33 +179,60 @@ func (p *Partition) Begin(chunk int64) {
 		ws.mark = ws.mark[:0]
 	}
 	p.rejected = p.rejected[:0]
-	p.chunk = chunk
-	first := p.ChunkStart(chunk)
-	p.progress = Progress{FirstOffset: first, LastOffset: first - 1}
-	p.flushed = first - 1
 }
 
-// Warm records the id of an accepted event of the current chunk without
-// aggregating it. A restart uses it to rebuild the dedup set of the chunk
-// before the one it resumes, which was already written.
-func (p *Partition) Warm(id []byte) {
-	p.cur[xxh3.Hash128(id)] = struct{}{}
+// Warm records the id and event time of a valid event of the current chunk
+// without aggregating it. A restart uses it to rebuild the dedup set and the
+// watermark of the chunk before the one it resumes, which was already written.
+func (p *Partition) Warm(ev *events.Event) {
+	p.cur[xxh3.Hash128(ev.ID)] = struct{}{}
+	p.curMaxMs = max(p.curMaxMs, ev.TimeMs)
 }
+
+// WatermarkMs returns the current event-time watermark in Unix ms, or 0
+// before any valid event was seen.
+func (p *Partition) WatermarkMs() int64 {
+	newest := max(p.curMaxMs, p.prevMaxMs)
+	if newest == 0 {
+		return 0
+	}
+	return newest - p.cfg.AllowedLateness.Milliseconds()
+}
+
+// Outcome says what Add did with an event.
+type Outcome uint8
+
+// Outcomes of Add.
+const (
+	Counted     Outcome = iota // counted in its window
+	CountedLate                // counted in its (older) window, and in late_events
+	Duplicate                  // dropped: its id was counted within the dedup horizon
+)
 
 // Add counts an accepted event at offset into every window, unless its id was
-// already seen in this chunk or the previous one. It reports whether the event
-// was a duplicate. The offset must belong to the current chunk.
-func (p *Partition) Add(offset int64, ev *events.Event) (duplicate bool) {
+// already seen in this chunk or the previous one. The offset must belong to
+// the current chunk, and the caller must have started a new segment if
+// NeedsSegment said so.
+func (p *Partition) Add(offset int64, ev *events.Event) Outcome {
 	p.advance(offset)
+	// Lateness is judged against the events before this one, duplicates
+	// included: the warm-up of a restart cannot tell duplicates of the chunk
+	// before it apart, and must reach the same watermark.
+	late := ev.TimeMs < p.WatermarkMs()
+	p.curMaxMs = max(p.curMaxMs, ev.TimeMs)
+	p.progress.WatermarkMs = p.WatermarkMs()
 	h := xxh3.Hash128(ev.ID)
 	_, inCur := p.cur[h]
 	_, inPrev := p.prev[h]
 	if inCur || inPrev {
 		p.progress.Duplicates++
-		return true
+		return Duplicate
 	}
 	p.cur[h] = struct{}{}
 	p.progress.Accepted++
+	if late {
+		p.progress.Late++
+	}
 	if ev.TimeMs > p.progress.MaxEventTimeMs {
 		p.progress.MaxEventTimeMs = ev.TimeMs
 	}
@@ -186,13 +261,16 @@ func (p *Partition) Add(offset int64, ev *events.Event) (duplicate bool) {
 			ws.rows = append(ws.rows, Row{WindowStart: start, Dims: *dims})
 			ws.mark = append(ws.mark, false)
 		}
-		addTo(&ws.rows[pos].Measures, ev)
+		addTo(&ws.rows[pos].Measures, ev, late)
 		if !ws.mark[pos] {
 			ws.mark[pos] = true
 			ws.dirty = append(ws.dirty, pos)
 		}
 	}
-	return false
+	if late {
+		return CountedLate
+	}
+	return Counted
 }
 
 func newDims(ev *events.Event) *Dims {
@@ -206,7 +284,7 @@ func newDims(ev *events.Event) *Dims {
 	}
 }
 
-func addTo(m *Measures, ev *events.Event) {
+func addTo(m *Measures, ev *events.Event, late bool) {
 	m.Requests++
 	if ev.IsError() {
 		m.Errors++
@@ -222,6 +300,9 @@ func addTo(m *Measures, ev *events.Event) {
 	m.LatencyMsMax = max(m.LatencyMsMax, ev.LatencyMs)
 	if ev.Inconsistent {
 		m.InconsistentEvents++
+	}
+	if late {
+		m.LateEvents++
 	}
 }
 
@@ -274,6 +355,20 @@ func (p *Partition) Groups() int {
 	return n
 }
 
+// Approximate sizes behind MemoryBytes: a group is its map key, its Row
+// (six dimension strings, usually shared with the key's bytes only in
+// length) and index/dirty bookkeeping; an id is a 16-byte hash in a map.
+const (
+	groupBytes = 400
+	idBytes    = 48
+)
+
+// MemoryBytes estimates the heap held by the partition's state, for the
+// state-size metric. It is an estimate, not an accounting.
+func (p *Partition) MemoryBytes() int64 {
+	return int64(p.Groups())*groupBytes + int64(len(p.cur)+len(p.prev))*idBytes
+}
+
 // Progress returns the counts of the current chunk prefix.
 func (p *Partition) Progress() Progress { return p.progress }
 
@@ -284,7 +379,7 @@ func (p *Partition) Progress() Progress { return p.progress }
 // feeding more events.
 func (p *Partition) Batch(topic string, partition int32) *Batch {
 	b := &p.batch
-	b.Topic, b.Partition, b.Chunk = topic, partition, p.chunk
+	b.Topic, b.Partition, b.Chunk, b.Segment = topic, partition, p.chunk, p.segment
 	for i := range p.windows {
 		ws := &p.windows[i]
 		rows := b.Windows[i].Rows[:0]

@@ -11,9 +11,11 @@ import (
 
 func testConfig(chunk int64) Config {
 	return Config{
-		Windows:      []Window{{Size: time.Minute, Name: "1m"}, {Size: time.Hour, Name: "1h"}},
-		ChunkSize:    chunk,
-		MaxBatchRows: 1000,
+		Windows:         []Window{{Size: time.Minute, Name: "1m"}, {Size: time.Hour, Name: "1h"}},
+		ChunkSize:       chunk,
+		MaxGroups:       1 << 30,
+		AllowedLateness: 10 * time.Minute,
+		MaxBatchRows:    1000,
 	}
 }
 
@@ -25,10 +27,11 @@ type record struct {
 
 // tableKey mirrors the ORDER BY of usage_rollup_<w>.
 type tableKey struct {
-	window string
-	start  int64
-	dims   Dims
-	chunk  int64
+	window  string
+	start   int64
+	dims    Dims
+	chunk   int64
+	segment int64
 }
 
 type tableRow struct {
@@ -52,7 +55,7 @@ func (rt *replacingTable) write(b *Batch) {
 	rt.t.Helper()
 	for _, wr := range b.Windows {
 		for _, r := range wr.Rows {
-			k := tableKey{wr.Window.Name, r.WindowStart, r.Dims, b.Chunk}
+			k := tableKey{wr.Window.Name, r.WindowStart, r.Dims, b.Chunk, b.Segment}
 			old, ok := rt.rows[k]
 			if ok && old.version == b.Version() && old.measures != r.Measures {
 				rt.t.Fatalf("same key %+v and version %d with different measures: %+v vs %+v", k, b.Version(), old.measures, r.Measures)
@@ -89,6 +92,7 @@ func add(dst *Measures, m Measures) {
 	dst.TotalTokens += m.TotalTokens
 	dst.LatencyMsSum += m.LatencyMsSum
 	dst.InconsistentEvents += m.InconsistentEvents
+	dst.LateEvents += m.LateEvents
 }
 
 func genLog(seed uint64, n int) []record {
@@ -124,9 +128,11 @@ func genLog(seed uint64, n int) []record {
 	return log
 }
 
-// expected computes per-window totals by brute force from the dedup rule:
-// an id counts unless it was accepted earlier in the same or previous chunk.
-func expected(log []record, chunk int64) (Measures, int) {
+// expected computes per-window totals by brute force from the rules: an id
+// counts unless it was valid earlier in the same or previous chunk; an event
+// is late when older than the newest valid event time of those two chunks
+// before it, minus the allowed lateness.
+func expected(log []record, chunk int64, lateness time.Duration) (Measures, int) {
 	var m Measures
 	seen := map[string]int64{} // id -> chunk of last acceptance as seen by the rule
 	rejected := 0
@@ -136,13 +142,20 @@ func expected(log []record, chunk int64) (Measures, int) {
 			continue
 		}
 		c := int64(off) / chunk
+		newest := int64(0)
+		for o := max((c-1)*chunk, 0); o < int64(off); o++ {
+			if !log[o].reject {
+				newest = max(newest, log[o].ev.TimeMs)
+			}
+		}
+		late := newest > 0 && r.ev.TimeMs < newest-lateness.Milliseconds()
 		id := string(r.ev.ID)
 		last, ok := seen[id]
 		seen[id] = c
 		if ok && last >= c-1 {
 			continue
 		}
-		addTo(&m, &r.ev)
+		addTo(&m, &r.ev, late)
 	}
 	m.LatencyMsMax = 0
 	return m, rejected
@@ -159,7 +172,7 @@ func consume(t *testing.T, log []record, cfg Config, table *replacingTable, comm
 	p.Begin(chunk - 1)
 	for off := max(p.ChunkStart(chunk-1), 0); off < start; off++ {
 		if !log[off].reject {
-			p.Warm(log[off].ev.ID)
+			p.Warm(&log[off].ev)
 		}
 	}
 	p.Begin(chunk)
@@ -175,6 +188,10 @@ func consume(t *testing.T, log []record, cfg Config, table *replacingTable, comm
 				flush()
 			}
 			p.Begin(c)
+		}
+		if p.NeedsSegment() {
+			flush()
+			p.BeginSegment(off)
 		}
 		r := log[off]
 		if r.reject {
@@ -195,22 +212,30 @@ func consume(t *testing.T, log []record, cfg Config, table *replacingTable, comm
 func TestCrashesAndReplaysGiveExactSums(t *testing.T) {
 	const n, chunk = 5000, 300
 	log := genLog(7, n)
-	want, wantRejected := expected(log, chunk)
+	want, wantRejected := expected(log, chunk, testConfig(chunk).AllowedLateness)
+	if want.LateEvents == 0 {
+		t.Fatal("the generated log has no late events; the test would not check them")
+	}
 	cases := []struct {
-		name  string
-		steps []int // records consumed by each process before it dies; the last one runs to the end
-		flush int
+		name      string
+		steps     []int // records consumed by each process before it dies; the last one runs to the end
+		flush     int
+		maxGroups int // 0: no segment cuts
 	}{
-		{"single pass", []int{n}, 97},
-		{"crash mid chunk", []int{450, n}, 50},
-		{"crash right after a flush, before commit", []int{600, n}, 100},
-		{"many crashes", []int{37, 811, 5, 299, 1200, 3, n}, 64},
-		{"full replay after the end", []int{n, -1}, 128},
+		{"single pass", []int{n}, 97, 0},
+		{"crash mid chunk", []int{450, n}, 50, 0},
+		{"crash right after a flush, before commit", []int{600, n}, 100, 0},
+		{"many crashes", []int{37, 811, 5, 299, 1200, 3, n}, 64, 0},
+		{"full replay after the end", []int{n, -1}, 128, 0},
+		{"group cap cuts segments, with crashes and a replay", []int{450, 1201, n, -1}, 77, 40},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			table := newTable(t)
 			cfg := testConfig(chunk)
+			if tc.maxGroups > 0 {
+				cfg.MaxGroups = tc.maxGroups
+			}
 			var committed int64
 			for _, s := range tc.steps {
 				if s < 0 { // group reset to earliest
@@ -227,6 +252,13 @@ func TestCrashesAndReplaysGiveExactSums(t *testing.T) {
 				if sums[w.Name] != want {
 					t.Errorf("window %s: sums %+v, want %+v", w.Name, sums[w.Name], want)
 				}
+			}
+			segments := map[[2]int64]bool{}
+			for k := range table.rows {
+				segments[[2]int64{k.chunk, k.segment}] = true
+			}
+			if chunks := (n + chunk - 1) / chunk; tc.maxGroups > 0 && len(segments) <= chunks {
+				t.Errorf("%d segments over %d chunks: the group cap never cut a segment", len(segments), chunks)
 			}
 			if len(table.rejected) != wantRejected {
 				t.Errorf("rejected rows %d, want %d", len(table.rejected), wantRejected)
@@ -255,13 +287,13 @@ func TestDedupHorizon(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := NewPartition(testConfig(chunk))
 			p.Begin(p.ChunkOf(tc.first))
-			if p.Add(tc.first, ev("a")) {
+			if p.Add(tc.first, ev("a")) == Duplicate {
 				t.Fatal("first occurrence reported as duplicate")
 			}
 			for c := p.ChunkOf(tc.first) + 1; c <= p.ChunkOf(tc.repeat); c++ {
 				p.Begin(c)
 			}
-			if got := p.Add(tc.repeat, ev("a")); got != tc.duplicate {
+			if got := p.Add(tc.repeat, ev("a")) == Duplicate; got != tc.duplicate {
 				t.Errorf("duplicate = %v, want %v", got, tc.duplicate)
 			}
 		})
@@ -301,7 +333,8 @@ func TestBatchHoldsOnlyChangedGroups(t *testing.T) {
 }
 
 func BenchmarkAdd(b *testing.B) {
-	p := NewPartition(DefaultConfig())
+	cfg := DefaultConfig()
+	p := NewPartition(cfg)
 	p.Begin(0)
 	evs := make([]events.Event, 1024)
 	for i := range evs {

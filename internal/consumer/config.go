@@ -32,6 +32,20 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// RetryBackoffMax caps the jittered exponential backoff between write retries.
 	RetryBackoffMax time.Duration
+	// DeadLetterTopic, when set, receives every rejected message unchanged
+	// with headers saying why and where it came from. Empty: rejections go to
+	// the usage_rejected table only.
+	DeadLetterTopic string
+	// IdleTimeout is how long a caught-up partition may see no records before
+	// it counts as idle: its closed_through then follows the wall clock minus
+	// the allowed lateness, so an idle partition does not hold finality back.
+	IdleTimeout time.Duration
+	// StallTimeout is how long an assigned partition with lag may go without
+	// a durable write before the consumer reports itself not live.
+	StallTimeout time.Duration
+	// EndOffsetInterval is how often the log end offsets of the assigned
+	// partitions are polled for lag, idleness and liveness.
+	EndOffsetInterval time.Duration
 	// CrashAfterWrites, when > 0, makes the process SIGKILL itself right after
 	// its Nth successful write and before committing it: a failpoint for the
 	// end-to-end crash tests. Never set it in production.
@@ -50,6 +64,9 @@ func DefaultConfig() Config {
 		RebalanceTimeout:  60 * time.Second,
 		HeartbeatInterval: 3 * time.Second,
 		RetryBackoffMax:   30 * time.Second,
+		IdleTimeout:       time.Minute,
+		StallTimeout:      10 * time.Minute,
+		EndOffsetInterval: 5 * time.Second,
 	}
 }
 
@@ -76,6 +93,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("KAFKA_HEARTBEAT_INTERVAL must be > 0 and below KAFKA_SESSION_TIMEOUT, got %s", c.HeartbeatInterval)
 	case c.RetryBackoffMax < 100*time.Millisecond:
 		return fmt.Errorf("WRITE_RETRY_MAX_BACKOFF must be >= 100ms, got %s", c.RetryBackoffMax)
+	case c.IdleTimeout <= 0:
+		return fmt.Errorf("IDLE_PARTITION_TIMEOUT must be > 0, got %s", c.IdleTimeout)
+	case c.StallTimeout < time.Minute:
+		return fmt.Errorf("LIVENESS_STALL_TIMEOUT must be >= 1m, got %s", c.StallTimeout)
+	case c.EndOffsetInterval <= 0:
+		return fmt.Errorf("end offset interval must be > 0, got %s", c.EndOffsetInterval)
+	case c.DeadLetterTopic != "" && c.DeadLetterTopic == c.Topic:
+		return fmt.Errorf("DEAD_LETTER_TOPIC must differ from KAFKA_TOPIC")
 	case c.CrashAfterWrites < 0:
 		return fmt.Errorf("FAULT_CRASH_AFTER_WRITES must be >= 0, got %d", c.CrashAfterWrites)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,10 +17,12 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/events"
 )
 
-// BatchWriter makes a batch durable. It must be safe for concurrent use by
+// BatchWriter makes batches durable. It must be safe for concurrent use by
 // all partition goroutines and must respect ctx.
 type BatchWriter interface {
 	Write(ctx context.Context, b *aggregate.Batch) error
+	// WriteFinality records how far a partition's windows are complete.
+	WriteFinality(ctx context.Context, f aggregate.Finality) error
 	// Transient reports whether a failed write may succeed unchanged later
 	// (outage, timeout, overload) rather than needing an operator (schema,
 	// permissions). Both are retried, since dropping the batch would lose
@@ -33,40 +37,85 @@ type committer interface {
 
 var _ committer = (*kafka.Generation)(nil)
 
-// Consumer is the consumer-group loop. Create it with New and call Run once.
-type Consumer struct {
-	cfg     Config
-	agg     aggregate.Config
-	dec     events.Config
-	writer  BatchWriter
-	log     zerolog.Logger
-	metrics *metrics
-	dialer  *kafka.Dialer
-	// client answers the partitions' metadata questions (first offsets). Its
-	// transport pools connections; Run closes them on exit.
-	client *kafka.Client
-	writes atomic.Int64 // successful writes, only for the CrashAfterWrites failpoint
+// deadLetterWriter is the part of a kafka.Writer the dead-letter path needs.
+type deadLetterWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// New checks the configuration and returns a Consumer.
-func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+var _ deadLetterWriter = (*kafka.Writer)(nil)
+
+// Consumer is the consumer-group loop. Create it with New and call Run once.
+type Consumer struct {
+	cfg       Config
+	agg       aggregate.Config
+	dec       events.Config
+	writer    BatchWriter
+	log       zerolog.Logger
+	metrics   *metrics
+	dialer    *kafka.Dialer
+	transport *kafka.Transport
+	// client answers metadata questions (first and end offsets).
+	client *kafka.Client
+	// deadLetters is nil unless DeadLetterTopic is set.
+	deadLetters *kafka.Writer
+	status      *status
+	writes      atomic.Int64 // successful writes, only for the CrashAfterWrites failpoint
+}
+
+// Kafka is how the consumer reaches the brokers: a dialer for the group and
+// partition readers, and a transport for the admin client and the
+// dead-letter producer. Both carry TLS and SASL when configured.
+type Kafka struct {
+	Dialer    *kafka.Dialer
+	Transport *kafka.Transport
+}
+
+// New checks the configuration and returns a Consumer. A zero Kafka dials
+// in plain text.
+func New(cfg Config, agg aggregate.Config, dec events.Config, k Kafka, w BatchWriter, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
 	for _, err := range []error{cfg.Validate(), agg.Validate(), dec.Validate()} {
 		if err != nil {
 			return nil, err
 		}
 	}
-	dialer := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
-	return &Consumer{
-		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second,
-			Transport: &kafka.Transport{Dial: dialer.DialFunc, ClientID: "usage-rollup"}},
-		cfg:     cfg,
-		agg:     agg,
-		dec:     dec,
-		writer:  w,
-		log:     log.With().Str("component", "consumer").Logger(),
-		metrics: newMetrics(reg),
-		dialer:  dialer,
-	}, nil
+	if k.Dialer == nil {
+		k.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+	}
+	if k.Transport == nil {
+		k.Transport = &kafka.Transport{Dial: k.Dialer.DialFunc}
+	}
+	k.Transport.ClientID = "usage-rollup"
+	windows := make([]string, len(agg.Windows))
+	for i, w := range agg.Windows {
+		windows[i] = w.Name
+	}
+	c := &Consumer{
+		cfg:       cfg,
+		agg:       agg,
+		dec:       dec,
+		writer:    w,
+		log:       log.With().Str("component", "consumer").Logger(),
+		metrics:   newMetrics(reg, windows),
+		dialer:    k.Dialer,
+		transport: k.Transport,
+		client:    &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second, Transport: k.Transport},
+		status:    newStatus(),
+	}
+	if cfg.DeadLetterTopic != "" {
+		c.deadLetters = &kafka.Writer{
+			Addr:         kafka.TCP(cfg.Brokers...),
+			Topic:        cfg.DeadLetterTopic,
+			Transport:    k.Transport,
+			Balancer:     &kafka.Hash{}, // same key, same partition, as in the source topic
+			RequiredAcks: kafka.RequireAll,
+			// Writes are synchronous and flushed by the partition before its
+			// ClickHouse write; lingering would only add latency.
+			BatchTimeout: 5 * time.Millisecond,
+			// A rejected message may be as large as anything we can fetch.
+			BatchBytes: int64(cfg.FetchMaxBytes) + 1<<20,
+		}
+	}
+	return c, nil
 }
 
 // Run joins the group and consumes until ctx ends. On return every partition
@@ -94,6 +143,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.log.Info().Strs("brokers", c.cfg.Brokers).Str("topic", c.cfg.Topic).Str("group", c.cfg.GroupID).Msg("joining consumer group")
 
+	pollCtx, stopPolling := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.pollEndOffsets(pollCtx)
+	}()
+
+	var assigned []int
 	for attempt := 0; ; {
 		gen, err := group.Next(ctx)
 		if err != nil {
@@ -108,15 +166,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		attempt = 0
+		c.releasePartitions(assigned)
 		c.metrics.rebalances.Inc()
-		assigned := gen.Assignments[c.cfg.Topic]
-		c.metrics.assigned.Set(float64(len(assigned)))
-		ids := make([]int, 0, len(assigned))
-		for _, a := range assigned {
-			ids = append(ids, a.ID)
+		assigned = assigned[:0]
+		for _, a := range gen.Assignments[c.cfg.Topic] {
+			assigned = append(assigned, a.ID)
 		}
-		c.log.Info().Int32("generation", gen.ID).Ints("partitions", ids).Msg("joined generation")
-		for _, a := range assigned {
+		c.status.assign(assigned, time.Now())
+		c.metrics.assigned.Set(float64(len(assigned)))
+		c.log.Info().Int32("generation", gen.ID).Ints("partitions", assigned).Msg("joined generation")
+		for _, a := range gen.Assignments[c.cfg.Topic] {
 			p := newPartitionWorker(c, gen, a.ID)
 			committed := a.Offset
 			gen.Start(func(ctx context.Context) { p.run(ctx, committed) })
@@ -126,13 +185,93 @@ func (c *Consumer) Run(ctx context.Context) error {
 	start := time.Now()
 	c.log.Info().Msg("shutting down: stopping fetches and flushing partitions")
 	err = group.Close()
-	c.client.Transport.(*kafka.Transport).CloseIdleConnections()
+	c.releasePartitions(assigned)
+	stopPolling()
+	wg.Wait()
+	if c.deadLetters != nil {
+		if derr := c.deadLetters.Close(); derr != nil {
+			c.log.Warn().Err(derr).Msg("close dead-letter writer")
+		}
+	}
+	c.transport.CloseIdleConnections()
 	c.metrics.assigned.Set(0)
 	c.log.Info().Dur("took", time.Since(start)).Msg("left consumer group")
 	if err != nil && !errors.Is(err, kafka.ErrGroupClosed) {
 		return fmt.Errorf("close consumer group: %w", err)
 	}
 	return nil
+}
+
+// releasePartitions forgets the partitions of an ended generation, including
+// their labelled series, so labels stay bounded by what is assigned.
+func (c *Consumer) releasePartitions(partitions []int) {
+	c.status.release()
+	for _, p := range partitions {
+		c.metrics.lag.DeleteLabelValues(strconv.Itoa(p))
+		c.metrics.watermark.DeleteLabelValues(strconv.Itoa(p))
+	}
+}
+
+// pollEndOffsets keeps lag, idleness, finality and freshness metrics current:
+// one ListOffsets request for all assigned partitions per interval.
+func (c *Consumer) pollEndOffsets(ctx context.Context) {
+	t := time.NewTicker(c.cfg.EndOffsetInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		_, views := c.status.snapshot(now)
+		if len(views) > 0 {
+			reqs := make([]kafka.OffsetRequest, len(views))
+			for i, v := range views {
+				reqs[i] = kafka.LastOffsetOf(v.partition)
+			}
+			res, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.cfg.Topic: reqs}})
+			if err != nil {
+				c.log.Debug().Err(err).Msg("poll end offsets")
+			} else {
+				for _, po := range res.Topics[c.cfg.Topic] {
+					if po.Error == nil {
+						c.status.setEnd(po.Partition, po.LastOffset)
+					}
+				}
+			}
+		}
+		c.updateProgressMetrics(now)
+	}
+}
+
+func (c *Consumer) updateProgressMetrics(now time.Time) {
+	_, views := c.status.snapshot(now)
+	var closedMin, newest int64
+	for i, v := range views {
+		label := strconv.Itoa(v.partition)
+		if v.lag >= 0 {
+			c.metrics.lag.WithLabelValues(label).Set(float64(v.lag))
+		}
+		if v.watermarkMs > 0 {
+			c.metrics.watermark.WithLabelValues(label).Set(float64(v.watermarkMs) / 1000)
+		}
+		if i == 0 || v.closedMs < closedMin {
+			closedMin = v.closedMs
+		}
+		newest = max(newest, v.maxEventMs)
+	}
+	if closedMin > 0 {
+		c.metrics.closed.Set(float64(closedMin) / 1000)
+	}
+	if newest > 0 {
+		c.metrics.freshness.Set(now.Sub(time.UnixMilli(newest)).Seconds())
+	}
+	ready := 0.0
+	if c.Ready() == nil {
+		ready = 1
+	}
+	c.metrics.ready.Set(ready)
 }
 
 // kafkaLogger adapts kafka-go's printf logging to zerolog at a fixed level.

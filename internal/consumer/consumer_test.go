@@ -85,6 +85,13 @@ func (t *memTable) Write(ctx context.Context, b *aggregate.Batch) error {
 
 func (t *memTable) Transient(err error) bool { return errors.Is(err, errDown) }
 
+func (t *memTable) WriteFinality(ctx context.Context, f aggregate.Finality) error {
+	if t.down.Load() {
+		return errDown
+	}
+	return nil
+}
+
 // totals sums one window per workspace and model, like the analyst view.
 func (t *memTable) totals(window string) []sink.GroupTotals {
 	t.mu.Lock()
@@ -170,7 +177,7 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 	agg := aggregate.DefaultConfig()
 	agg.ChunkSize = 500
 	reg := prometheus.NewRegistry()
-	c, err := New(cfg, agg, events.DefaultConfig(), table, zerolog.Nop(), reg)
+	c, err := New(cfg, agg, events.DefaultConfig(), Kafka{}, table, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +229,7 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 			t.Errorf("partition %d committed %d after shutdown, want %d", p, got[p], end)
 		}
 	}
-	if n := testutil.ToFloat64(c.metrics.writeErrors); n < 3*partitions {
+	if n := testutil.ToFloat64(c.metrics.writeErrors.WithLabelValues("transient")); n < 3*partitions {
 		t.Errorf("write errors metric = %v, want >= %d", n, 3*partitions)
 	}
 	if n := testutil.ToFloat64(c.metrics.accepted) + testutil.ToFloat64(c.metrics.duplicates) +
@@ -265,4 +272,106 @@ func endOffset(t *testing.T, c *kafka.Client, topic string, p int) int64 {
 		t.Fatal(err)
 	}
 	return res.Topics[topic][0].LastOffset
+}
+
+// TestDeadLettersCarryTheOriginalMessage checks the dead-letter path against
+// the real broker: every malformed message arrives on the dead-letter topic
+// byte for byte, with headers naming the reason and its source offset.
+func TestDeadLettersCarryTheOriginalMessage(t *testing.T) {
+	bs := brokers(t)
+	ctx := context.Background()
+	topic := fmt.Sprintf("consumer-dlq-%d-%d", time.Now().Unix(), rand.IntN(1e6))
+	dlq := topic + "-dead"
+	for _, tp := range []string{topic, dlq} {
+		if _, _, err := loadgen.EnsureTopic(ctx, bs, tp, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gen := loadgen.DefaultConfig()
+	gen.Seed, gen.Count, gen.Start, gen.MalformedRatio = 7, 2000, time.Now().Add(-time.Hour), 0.05
+	want, err := loadgen.Produce(ctx, bs, topic, gen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Brokers, cfg.Topic, cfg.GroupID, cfg.DeadLetterTopic = bs, topic, topic, dlq
+	cfg.FlushInterval, cfg.SessionTimeout, cfg.HeartbeatInterval = 200*time.Millisecond, 6*time.Second, time.Second
+	agg := aggregate.DefaultConfig()
+	agg.ChunkSize = 500
+	table := newMemTable()
+	c, err := New(cfg, agg, events.DefaultConfig(), Kafka{}, table, zerolog.Nop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	// Read the source topic to know each malformed message's bytes by offset.
+	source := readAll(t, bs, topic, 2, want.Sent)
+	dead := readAll(t, bs, dlq, 2, want.Malformed)
+	if len(dead) != want.Malformed {
+		t.Fatalf("dead letters = %d, want %d", len(dead), want.Malformed)
+	}
+	for _, m := range dead {
+		h := map[string]string{}
+		for _, x := range m.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		key := h["usage-rollup-source-partition"] + "/" + h["usage-rollup-source-offset"]
+		orig, ok := source[key]
+		if !ok {
+			t.Fatalf("dead letter points at %s, which is not in the source topic", key)
+		}
+		if string(orig.Value) != string(m.Value) || string(orig.Key) != string(m.Key) {
+			t.Errorf("dead letter %s differs from the original message", key)
+		}
+		if h["usage-rollup-reason"] == "" || h["usage-rollup-source-topic"] != topic || h["usage-rollup-rejected-at"] == "" {
+			t.Errorf("dead letter %s headers incomplete: %v", key, h)
+		}
+	}
+	if n := testutil.ToFloat64(c.metrics.deadLetters); int(n) != want.Malformed {
+		t.Errorf("dead-letter metric = %v, want %d", n, want.Malformed)
+	}
+}
+
+// readAll reads every partition of topic until it has n messages, keyed
+// "partition/offset".
+func readAll(t *testing.T, bs []string, topic string, partitions, n int) map[string]kafka.Message {
+	t.Helper()
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(bs...), Timeout: 10 * time.Second, Transport: transport}
+	readers := make([]*kafka.Reader, partitions)
+	next := make([]int64, partitions)
+	for p := range readers {
+		readers[p] = kafka.NewReader(kafka.ReaderConfig{Brokers: bs, Topic: topic, Partition: p, MaxWait: time.Second})
+		defer readers[p].Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out := map[string]kafka.Message{}
+	for len(out) < n {
+		for p, r := range readers {
+			for end := endOffset(t, client, topic, p); next[p] < end; {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					t.Fatalf("read %s/%d: %v (have %d of %d)", topic, p, err, len(out), n)
+				}
+				out[fmt.Sprintf("%d/%d", p, m.Offset)] = m
+				next[p] = m.Offset + 1
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("%s: %d of %d messages after 60s", topic, len(out), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return out
 }

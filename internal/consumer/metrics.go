@@ -8,69 +8,101 @@ import (
 )
 
 // metrics are the Kafka loop's Prometheus series. Labels are bounded: the
-// rejection reason is a closed set and partitions are never labels here.
+// rejection reason and error class are closed sets, windows are configured,
+// and partition labels exist only for partitions assigned to this process
+// (deleted when a generation ends). No tenant ids.
 type metrics struct {
-	consumed    prometheus.Counter
-	bytes       prometheus.Counter
-	accepted    prometheus.Counter
-	duplicates  prometheus.Counter
-	rejected    *prometheus.CounterVec
-	writes      prometheus.Counter
-	writeErrors prometheus.Counter
-	writeTime   prometheus.Histogram
-	commits     prometheus.Counter
-	commitErrs  prometheus.Counter
-	rebalances  prometheus.Counter
-	assigned    prometheus.Gauge
-	groups      prometheus.Gauge
+	consumed      prometheus.Counter
+	bytes         prometheus.Counter
+	accepted      prometheus.Counter
+	duplicates    prometheus.Counter
+	late          prometheus.Counter
+	rejected      *prometheus.CounterVec
+	deadLetters   prometheus.Counter
+	deadLetterErr prometheus.Counter
+	writes        prometheus.Counter
+	rows          *prometheus.CounterVec
+	writeErrors   *prometheus.CounterVec
+	writeTime     prometheus.Histogram
+	commits       prometheus.Counter
+	commitErrs    prometheus.Counter
+	commitTime    prometheus.Histogram
+	chunks        prometheus.Counter
+	segments      prometheus.Counter
+	rebalances    prometheus.Counter
+	assigned      prometheus.Gauge
+	groups        prometheus.Gauge
+	stateBytes    prometheus.Gauge
+	lag           *prometheus.GaugeVec
+	watermark     *prometheus.GaugeVec
+	closed        prometheus.Gauge
+	freshness     prometheus.Gauge
+	lastProgress  prometheus.Gauge
+	ready         prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, windows []string) *metrics {
 	f := promauto.With(reg)
+	counter := func(name, help string) prometheus.Counter {
+		return f.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	gauge := func(name, help string) prometheus.Gauge {
+		return f.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+	}
 	m := &metrics{
-		consumed: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_events_consumed_total", Help: "Kafka records read (accepted, rejected and duplicates; warm-up reads excluded).",
-		}),
-		bytes: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_consumed_bytes_total", Help: "Bytes of Kafka record values read.",
-		}),
-		accepted: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_events_accepted_total", Help: "Events decoded and counted into the rollups.",
-		}),
-		duplicates: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_events_duplicate_total", Help: "Valid events dropped because their id was already counted within the dedup horizon.",
-		}),
+		consumed:      counter("usage_rollup_events_consumed_total", "Kafka records read (accepted, rejected and duplicates; warm-up reads excluded)."),
+		bytes:         counter("usage_rollup_consumed_bytes_total", "Bytes of Kafka record values read."),
+		accepted:      counter("usage_rollup_events_accepted_total", "Events decoded and counted into the rollups."),
+		duplicates:    counter("usage_rollup_events_duplicate_total", "Valid events dropped because their id was already counted within the dedup horizon."),
+		late:          counter("usage_rollup_events_late_total", "Accepted events older than the partition watermark; counted in their true window."),
+		deadLetters:   counter("usage_rollup_dead_letters_total", "Rejected messages written to the dead-letter topic."),
+		deadLetterErr: counter("usage_rollup_dead_letter_errors_total", "Failed dead-letter write attempts (each is retried)."),
+		writes:        counter("usage_rollup_batches_written_total", "Batches written to ClickHouse."),
+		commits:       counter("usage_rollup_offset_commits_total", "Offset commits sent after a durable write."),
+		commitErrs:    counter("usage_rollup_offset_commit_errors_total", "Offset commits that failed (harmless: the commit is only a resume hint)."),
+		chunks:        counter("usage_rollup_chunks_completed_total", "Chunks written completely (each partition's log is cut into CHUNK_SIZE offsets)."),
+		segments:      counter("usage_rollup_segments_cut_total", "Segments cut because a partition reached MAX_GROUPS_PER_PARTITION."),
+		rebalances:    counter("usage_rollup_rebalances_total", "Consumer group generations joined."),
+		assigned:      gauge("usage_rollup_assigned_partitions", "Partitions assigned in the current generation."),
+		groups:        gauge("usage_rollup_groups_in_memory", "Rollup groups held in memory for open chunks, over all partitions and windows."),
+		stateBytes:    gauge("usage_rollup_state_bytes", "Estimated heap bytes of the in-memory aggregation state."),
+		closed:        gauge("usage_rollup_closed_through_timestamp_seconds", "Oldest closed_through over the assigned partitions: windows ending before it are complete."),
+		freshness:     gauge("usage_rollup_freshness_seconds", "Seconds between now and the newest event time written to ClickHouse."),
+		lastProgress:  gauge("usage_rollup_last_progress_timestamp_seconds", "Time of the last durable write and commit."),
+		ready:         gauge("usage_rollup_ready", "1 when the consumer reports ready."),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "usage_rollup_events_rejected_total", Help: "Messages rejected by the decoder, by reason.",
 		}, []string{"reason"}),
-		writes: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_batches_written_total", Help: "Batches written to ClickHouse.",
-		}),
-		writeErrors: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_batch_write_errors_total", Help: "Failed batch write attempts (each is retried).",
-		}),
+		rows: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "usage_rollup_rows_written_total", Help: "Rollup rows written to ClickHouse, by window.",
+		}, []string{"window"}),
+		writeErrors: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "usage_rollup_batch_write_errors_total", Help: "Failed batch write attempts (each is retried), by class: transient or permanent.",
+		}, []string{"class"}),
 		writeTime: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "usage_rollup_batch_write_duration_seconds", Help: "Duration of successful batch writes.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}),
-		commits: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_offset_commits_total", Help: "Offset commits sent after a durable write.",
+		commitTime: f.NewHistogram(prometheus.HistogramOpts{
+			Name: "usage_rollup_offset_commit_duration_seconds", Help: "Duration of offset commits.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 12),
 		}),
-		commitErrs: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_offset_commit_errors_total", Help: "Offset commits that failed (harmless: the commit is only a resume hint).",
-		}),
-		rebalances: f.NewCounter(prometheus.CounterOpts{
-			Name: "usage_rollup_rebalances_total", Help: "Consumer group generations joined.",
-		}),
-		assigned: f.NewGauge(prometheus.GaugeOpts{
-			Name: "usage_rollup_assigned_partitions", Help: "Partitions assigned in the current generation.",
-		}),
-		groups: f.NewGauge(prometheus.GaugeOpts{
-			Name: "usage_rollup_groups_in_memory", Help: "Rollup groups held in memory for open chunks, over all partitions and windows.",
-		}),
+		lag: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "usage_rollup_consumer_lag", Help: "Records between the log end and the last durable write, per assigned partition.",
+		}, []string{"partition"}),
+		watermark: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "usage_rollup_watermark_timestamp_seconds", Help: "Event-time watermark of the last durable write, per assigned partition.",
+		}, []string{"partition"}),
 	}
+	// Expose zeros so rate() and absent-series alerts work from the start.
 	for _, r := range events.Reasons {
-		m.rejected.WithLabelValues(string(r)) // expose zeros so rate() works from the start
+		m.rejected.WithLabelValues(string(r))
+	}
+	for _, w := range windows {
+		m.rows.WithLabelValues(w)
+	}
+	for _, class := range []string{"transient", "permanent"} {
+		m.writeErrors.WithLabelValues(class)
 	}
 	return m
 }

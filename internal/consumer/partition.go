@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -41,19 +42,37 @@ type partitionWorker struct {
 	// unwritten is a batch taken from state whose write has not succeeded
 	// yet; it is retried by the final flush instead of being lost.
 	unwritten *aggregate.Batch
-	// reportedGroups is this worker's share of the groups-in-memory gauge.
+	// reportedGroups and reportedBytes are this worker's shares of the
+	// process-wide state gauges.
 	reportedGroups int
+	reportedBytes  int64
+	// deadLetters holds rejected messages until the next flush writes them
+	// to the dead-letter topic, before the ClickHouse write and the commit.
+	deadLetters     []kafka.Message
+	deadLetterBytes int
+	// lastRecord is when the last record arrived, for idleness.
+	lastRecord time.Time
+	// closedMs is the closed_through this worker last wrote.
+	closedMs int64
+	// chunkDone marks that the batch in flight completes its chunk.
+	chunkDone bool
 }
+
+// maxDeadLetterBytes bounds the rejected messages a partition holds for the
+// dead-letter topic between flushes; a burst of large poison messages makes
+// it flush early instead of growing.
+const maxDeadLetterBytes = 16 << 20
 
 func newPartitionWorker(c *Consumer, gen committer, partition int) *partitionWorker {
 	return &partitionWorker{
-		c:         c,
-		gen:       gen,
-		topic:     c.cfg.Topic,
-		partition: partition,
-		log:       c.log.With().Int("partition", partition).Logger(),
-		dec:       events.NewDecoder(c.dec),
-		state:     aggregate.NewPartition(c.agg),
+		c:          c,
+		gen:        gen,
+		topic:      c.cfg.Topic,
+		partition:  partition,
+		log:        c.log.With().Int("partition", partition).Logger(),
+		dec:        events.NewDecoder(c.dec),
+		state:      aggregate.NewPartition(c.agg),
+		lastRecord: time.Now(),
 	}
 }
 
@@ -118,6 +137,8 @@ func (w *partitionWorker) run(ctx context.Context, committed int64) {
 					w.finish(ctx, stopReading)
 					return
 				}
+			} else {
+				w.idle(ctx)
 			}
 		case err := <-readErr:
 			w.log.Error().Err(err).Msg("read partition; leaving generation to rejoin")
@@ -177,6 +198,7 @@ func (w *partitionWorker) resume(ctx context.Context, committed int64) (int64, b
 	if warmStart >= chunkStart {
 		w.state.Begin(chunk)
 	}
+	w.c.status.resumed(w.partition, committed)
 	w.log.Info().Int64("committed", committed).Int64("chunk", chunk).Int64("read_from", warmStart).
 		Int64("aggregate_from", chunkStart).Msg("partition assigned")
 	return warmStart, true
@@ -212,20 +234,31 @@ func (w *partitionWorker) firstOffset(ctx context.Context) (int64, bool) {
 // handle feeds one record. It returns an error only when ctx ended while a
 // write it needed was still failing.
 func (w *partitionWorker) handle(ctx context.Context, m *kafka.Message) error {
+	w.lastRecord = time.Now()
 	if m.Offset < w.warmUntil {
 		if w.dec.Decode(m.Value, m.Time, &w.ev) == nil {
-			w.state.Warm(w.ev.ID)
+			w.state.Warm(&w.ev)
 		}
 		return nil
 	}
 	if chunk := w.state.ChunkOf(m.Offset); chunk != w.state.Chunk() {
 		// The chunk is complete: make it durable before its state is dropped.
 		if w.state.Pending() {
+			w.chunkDone = true
 			if err := w.flush(ctx); err != nil {
 				return err
 			}
 		}
 		w.state.Begin(chunk)
+	} else if w.state.NeedsSegment() {
+		// The group cap is reached: write the segment, then start a new one.
+		// Where this happens depends only on the chunk's records, so a
+		// replay cuts at the same offset.
+		if err := w.flush(ctx); err != nil {
+			return err
+		}
+		w.state.BeginSegment(m.Offset)
+		w.c.metrics.segments.Inc()
 	}
 	met := w.c.metrics
 	met.consumed.Inc()
@@ -237,44 +270,81 @@ func (w *partitionWorker) handle(ctx context.Context, m *kafka.Message) error {
 		}
 		met.rejected.WithLabelValues(string(rej.Reason)).Inc()
 		w.state.Reject(m.Offset, rej, m.Time, m.Value)
-	} else if w.state.Add(m.Offset, &w.ev) {
-		met.duplicates.Inc()
+		w.deadLetter(m, rej)
 	} else {
-		met.accepted.Inc()
+		switch w.state.Add(m.Offset, &w.ev) {
+		case aggregate.Duplicate:
+			met.duplicates.Inc()
+		case aggregate.CountedLate:
+			met.accepted.Inc()
+			met.late.Inc()
+		default:
+			met.accepted.Inc()
+		}
 	}
-	if w.state.BatchSize() >= w.c.agg.MaxBatchRows {
+	if w.state.BatchSize() >= w.c.agg.MaxBatchRows || w.deadLetterBytes >= maxDeadLetterBytes {
 		return w.flush(ctx)
 	}
 	return nil
 }
 
-// flush writes the pending batch, retrying with capped jittered backoff until
-// it succeeds or ctx ends, then commits the offset after the last record the
-// batch covers. The commit is a resume hint: a lost commit only means a
-// longer re-read, never a different result.
+// deadLetter queues a rejected message for the dead-letter topic: the
+// original key and value unchanged, and headers saying why and from where.
+func (w *partitionWorker) deadLetter(m *kafka.Message, rej *events.RejectError) {
+	if w.c.deadLetters == nil {
+		return
+	}
+	w.deadLetters = append(w.deadLetters, kafka.Message{
+		Key:   m.Key,
+		Value: m.Value, // kafka-go hands each message its own buffers; no copy needed
+		Headers: []kafka.Header{
+			{Key: "usage-rollup-reason", Value: []byte(rej.Reason)},
+			{Key: "usage-rollup-field", Value: []byte(rej.Field)},
+			{Key: "usage-rollup-detail", Value: []byte(rej.Detail)},
+			{Key: "usage-rollup-source-topic", Value: []byte(m.Topic)},
+			{Key: "usage-rollup-source-partition", Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
+			{Key: "usage-rollup-source-offset", Value: strconv.AppendInt(nil, m.Offset, 10)},
+			{Key: "usage-rollup-source-timestamp", Value: []byte(m.Time.UTC().Format(time.RFC3339Nano))},
+			{Key: "usage-rollup-rejected-at", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+		},
+	})
+	w.deadLetterBytes += len(m.Value)
+}
+
+// flush makes the pending state durable and then commits: rejected messages
+// go to the dead-letter topic, the batch to ClickHouse, each retried with
+// capped jittered backoff until it succeeds or ctx ends. Only then is the
+// offset after the last record covered committed. The commit is a resume
+// hint: a lost commit only means a longer re-read, never a different result.
 func (w *partitionWorker) flush(ctx context.Context) error {
 	if w.unwritten == nil {
 		w.unwritten = w.state.Batch(w.topic, int32(w.partition))
 	}
 	b := w.unwritten
+	if err := w.writeDeadLetters(ctx); err != nil {
+		return err
+	}
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
 		err := w.c.writer.Write(ctx, b)
 		if err == nil {
 			w.c.metrics.writes.Inc()
 			w.c.metrics.writeTime.Observe(time.Since(start).Seconds())
+			for _, wr := range b.Windows {
+				w.c.metrics.rows.WithLabelValues(wr.Window.Name).Add(float64(len(wr.Rows)))
+			}
 			w.unwritten = nil
 			break
 		}
-		w.c.metrics.writeErrors.Inc()
+		level, class := zerolog.WarnLevel, "transient"
+		if !w.c.writer.Transient(err) {
+			level, class = zerolog.ErrorLevel, "permanent"
+		}
+		w.c.metrics.writeErrors.WithLabelValues(class).Inc()
 		if ctx.Err() != nil {
 			return fmt.Errorf("write chunk %d up to offset %d: %w", b.Chunk, b.Progress.LastOffset, ctx.Err())
 		}
 		d := backoff(attempt, w.c.cfg.RetryBackoffMax)
-		level := zerolog.WarnLevel
-		if !w.c.writer.Transient(err) {
-			level = zerolog.ErrorLevel
-		}
 		w.log.WithLevel(level).Err(err).Int("attempt", attempt+1).Dur("retry_in", d).Msg("write batch; retrying")
 		if !sleep(ctx, d) {
 			return fmt.Errorf("write chunk %d up to offset %d: %w", b.Chunk, b.Progress.LastOffset, ctx.Err())
@@ -286,27 +356,98 @@ func (w *partitionWorker) flush(ctx context.Context) error {
 		select {} // SIGKILL cannot be caught; wait for it to land
 	}
 	next := b.Progress.LastOffset + 1
+	start := time.Now()
 	if err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: next}}); err != nil {
 		w.c.metrics.commitErrs.Inc()
 		w.log.Warn().Err(err).Int64("offset", next).Msg("commit offset (harmless: resume re-reads the chunk)")
 	} else {
 		w.c.metrics.commits.Inc()
+		w.c.metrics.commitTime.Observe(time.Since(start).Seconds())
 	}
-	w.reportGroups(w.state.Groups())
+	now := time.Now()
+	w.c.status.advance(w.partition, next, b.Progress.WatermarkMs, b.Progress.MaxEventTimeMs, now)
+	w.c.metrics.lastProgress.Set(float64(now.Unix()))
+	if w.chunkDone {
+		w.c.metrics.chunks.Inc()
+		w.chunkDone = false
+	}
+	w.reportState()
+	w.writeFinality(ctx, b.Progress.WatermarkMs, b.Progress.MaxEventTimeMs, next, false)
 	return nil
 }
 
-// reportGroups moves this worker's contribution to the process-wide gauge.
-func (w *partitionWorker) reportGroups(n int) {
-	w.c.metrics.groups.Add(float64(n - w.reportedGroups))
-	w.reportedGroups = n
+// writeDeadLetters writes the queued rejected messages, retrying until they
+// are acknowledged or ctx ends. It runs before the ClickHouse write, so an
+// offset is never committed before its dead letter is durable. A replay
+// writes them again: the dead-letter topic is at-least-once, and the
+// source-offset headers identify repeats.
+func (w *partitionWorker) writeDeadLetters(ctx context.Context) error {
+	if len(w.deadLetters) == 0 {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		err := w.c.deadLetters.WriteMessages(ctx, w.deadLetters...)
+		if err == nil {
+			break
+		}
+		w.c.metrics.deadLetterErr.Inc()
+		d := backoff(attempt, w.c.cfg.RetryBackoffMax)
+		w.log.Warn().Err(err).Int("messages", len(w.deadLetters)).Dur("retry_in", d).Msg("write dead letters; retrying")
+		if !sleep(ctx, d) {
+			return fmt.Errorf("write %d dead letters: %w", len(w.deadLetters), ctx.Err())
+		}
+	}
+	w.c.metrics.deadLetters.Add(float64(len(w.deadLetters)))
+	clear(w.deadLetters) // drop references to the message buffers
+	w.deadLetters, w.deadLetterBytes = w.deadLetters[:0], 0
+	return nil
+}
+
+// writeFinality records closed_through when it advanced by at least a
+// second. It is best effort: a failure is retried by the next flush.
+func (w *partitionWorker) writeFinality(ctx context.Context, closedMs, maxEventMs, next int64, idle bool) {
+	closedMs -= closedMs % 1000 // the table stores seconds
+	if closedMs <= w.closedMs {
+		return
+	}
+	f := aggregate.Finality{Topic: w.topic, Partition: int32(w.partition), ClosedThroughMs: closedMs,
+		MaxEventTimeMs: maxEventMs, CommittedOffset: next, Idle: idle}
+	if err := w.c.writer.WriteFinality(ctx, f); err != nil {
+		w.log.Warn().Err(err).Msg("write usage_progress; retried at the next flush")
+		return
+	}
+	w.closedMs = closedMs
+	w.c.status.setClosed(w.partition, closedMs)
+}
+
+// idle advances closed_through of a partition that is caught up and has seen
+// no records for IdleTimeout: any event still to come will be recent, so the
+// wall clock minus the allowed lateness bounds what it can reopen.
+func (w *partitionWorker) idle(ctx context.Context) {
+	now := time.Now()
+	if now.Sub(w.lastRecord) < w.c.cfg.IdleTimeout || !w.c.status.caughtUp(w.partition) {
+		return
+	}
+	p := w.state.Progress()
+	w.writeFinality(ctx, now.Add(-w.c.agg.AllowedLateness).UnixMilli(), p.MaxEventTimeMs, p.LastOffset+1, true)
+}
+
+// reportState moves this worker's contribution to the process-wide gauges.
+func (w *partitionWorker) reportState() {
+	g, b := w.state.Groups(), w.state.MemoryBytes()
+	w.c.metrics.groups.Add(float64(g - w.reportedGroups))
+	w.c.metrics.stateBytes.Add(float64(b - w.reportedBytes))
+	w.reportedGroups, w.reportedBytes = g, b
 }
 
 // finish stops fetching and makes what the partition holds durable within
 // ShutdownTimeout, even though ctx (the generation) has ended.
 func (w *partitionWorker) finish(ctx context.Context, stopReading context.CancelFunc) {
 	stopReading()
-	defer w.reportGroups(0)
+	defer func() {
+		w.c.metrics.groups.Add(-float64(w.reportedGroups))
+		w.c.metrics.stateBytes.Add(-float64(w.reportedBytes))
+	}()
 	if w.unwritten == nil && !w.state.Pending() {
 		return
 	}

@@ -12,9 +12,10 @@ import (
 
 // objectsPerWindow are usage_rollup_<w> and usage_<w>; the fixed objects are
 // schema_migrations, usage_settings, usage_chunks, usage_chunk_progress,
-// usage_rejected_log and usage_rejected.
+// usage_rejected_log, usage_rejected, usage_progress_log, usage_progress and
+// usage_progress_topic.
 const (
-	fixedObjects     = 6
+	fixedObjects     = 9
 	objectsPerWindow = 2
 )
 

@@ -17,11 +17,13 @@ type batch = driver.Batch
 // one, and naming them keeps the positional appends below tied to the names.
 const (
 	rollupColumns = "window_start, workspace_id, project_id, api_key_id, provider, model, endpoint, " +
-		"topic, `partition`, chunk, version, " +
+		"topic, `partition`, chunk, segment, version, " +
 		"requests, errors, input_tokens, input_text_tokens, input_image_tokens, input_cached_tokens, " +
-		"output_tokens, total_tokens, latency_ms_sum, latency_ms_max, inconsistent_events, written_at"
+		"output_tokens, total_tokens, latency_ms_sum, latency_ms_max, inconsistent_events, late_events, written_at"
 	rejectedColumns = "topic, `partition`, `offset`, reason, field, detail, record_time, size, payload, rejected_at"
-	chunkColumns    = "topic, `partition`, chunk, first_offset, last_offset, accepted, rejected, duplicates, max_event_time, written_at"
+	chunkColumns    = "topic, `partition`, chunk, first_offset, last_offset, accepted, rejected, duplicates, late, " +
+		"max_event_time, watermark, written_at"
+	progressColumns = "topic, `partition`, closed_through, max_event_time, committed_offset, idle, advanced_at"
 )
 
 // Write inserts one batch: one INSERT per window table with rows, one for the
@@ -82,8 +84,9 @@ type rollupBuffers struct {
 	topic       []string
 	partition   []int32
 	chunk       []int64
+	segment     []int64
 	version     []uint64
-	measures    [11][]uint64
+	measures    [12][]uint64
 	writtenAt   []int64
 }
 
@@ -100,7 +103,7 @@ func (r *rollupBuffers) reset() {
 		r.dims[i] = r.dims[i][:0]
 	}
 	clear(r.topic)
-	r.topic, r.partition, r.chunk, r.version = r.topic[:0], r.partition[:0], r.chunk[:0], r.version[:0]
+	r.topic, r.partition, r.chunk, r.segment, r.version = r.topic[:0], r.partition[:0], r.chunk[:0], r.segment[:0], r.version[:0]
 	for i := range r.measures {
 		r.measures[i] = r.measures[i][:0]
 	}
@@ -116,11 +119,12 @@ func (r *rollupBuffers) add(b *aggregate.Batch, row *aggregate.Row, writtenAt in
 	r.topic = append(r.topic, b.Topic)
 	r.partition = append(r.partition, b.Partition)
 	r.chunk = append(r.chunk, b.Chunk)
+	r.segment = append(r.segment, b.Segment)
 	r.version = append(r.version, b.Version())
 	m := &row.Measures
-	for i, v := range [11]uint64{
+	for i, v := range [12]uint64{
 		m.Requests, m.Errors, m.InputTokens, m.InputTextTokens, m.InputImageTokens, m.InputCachedTokens,
-		m.OutputTokens, m.TotalTokens, m.LatencyMsSum, m.LatencyMsMax, m.InconsistentEvents,
+		m.OutputTokens, m.TotalTokens, m.LatencyMsSum, m.LatencyMsMax, m.InconsistentEvents, m.LateEvents,
 	} {
 		r.measures[i] = append(r.measures[i], v)
 	}
@@ -129,12 +133,12 @@ func (r *rollupBuffers) add(b *aggregate.Batch, row *aggregate.Row, writtenAt in
 
 // columns returns the buffers in rollupColumns order.
 func (r *rollupBuffers) columns() []any {
-	cols := make([]any, 0, 23)
+	cols := make([]any, 0, 25)
 	cols = append(cols, r.windowStart)
 	for _, d := range r.dims {
 		cols = append(cols, d)
 	}
-	cols = append(cols, r.topic, r.partition, r.chunk, r.version)
+	cols = append(cols, r.topic, r.partition, r.chunk, r.segment, r.version)
 	for _, m := range r.measures {
 		cols = append(cols, m)
 	}
@@ -193,6 +197,26 @@ func (s *Sink) writeProgress(ctx context.Context, b *aggregate.Batch, writtenAt 
 	p := &b.Progress
 	return s.insert(ctx, query, func(ins batch) error {
 		return ins.Append(b.Topic, b.Partition, b.Chunk, p.FirstOffset, p.LastOffset,
-			p.Accepted, p.Rejected, p.Duplicates, utcSeconds(p.MaxEventTimeMs/1000), writtenAt)
+			p.Accepted, p.Rejected, p.Duplicates, p.Late, utcSeconds(p.MaxEventTimeMs/1000),
+			utcSeconds(p.WatermarkMs/1000), writtenAt)
 	})
+}
+
+// WriteFinality records that f.Partition's windows are complete through
+// f.ClosedThroughMs. The caller writes it only after the rows it covers are
+// durable, and only when it advanced; the table keeps the largest value.
+func (s *Sink) WriteFinality(ctx context.Context, f aggregate.Finality) error {
+	query := "INSERT INTO " + s.database + ".usage_progress_log (" + progressColumns + ")"
+	idle := uint8(0)
+	if f.Idle {
+		idle = 1
+	}
+	err := s.insert(ctx, query, func(ins batch) error {
+		return ins.Append(f.Topic, f.Partition, utcSeconds(f.ClosedThroughMs/1000), utcSeconds(f.MaxEventTimeMs/1000),
+			f.CommittedOffset, idle, utcSeconds(now().Unix()))
+	})
+	if err != nil {
+		return fmt.Errorf("insert usage_progress_log (topic %s partition %d): %w", f.Topic, f.Partition, err)
+	}
+	return nil
 }

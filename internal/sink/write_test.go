@@ -222,25 +222,36 @@ func TestWriteErrors(t *testing.T) {
 	}
 }
 
-func TestEnsureChunkSize(t *testing.T) {
+func TestEnsureLayout(t *testing.T) {
 	s := newTestSink(t)
 	ctx := t.Context()
-	if err := s.EnsureChunkSize(ctx, testTopic, 50_000); err != nil {
-		t.Fatalf("first EnsureChunkSize: %v", err)
+	layout := Layout{ChunkSize: 50_000, MaxGroups: 200_000}
+	if err := s.EnsureLayout(ctx, testTopic, layout); err != nil {
+		t.Fatalf("first EnsureLayout: %v", err)
 	}
-	if err := s.EnsureChunkSize(ctx, testTopic, 50_000); err != nil {
-		t.Fatalf("same size again: %v", err)
+	if err := s.EnsureLayout(ctx, testTopic, layout); err != nil {
+		t.Fatalf("same layout again: %v", err)
 	}
-	if err := s.EnsureChunkSize(ctx, "other-topic", 1000); err != nil {
+	if err := s.EnsureLayout(ctx, "other-topic", Layout{ChunkSize: 1000, MaxGroups: 100}); err != nil {
 		t.Fatalf("another topic: %v", err)
 	}
-	err := s.EnsureChunkSize(ctx, testTopic, 10_000)
-	want := `CHUNK_SIZE=10000 but topic "usage-events" was rolled up with chunk size 50000; changing it would double count`
-	if err == nil || err.Error() != want {
-		t.Fatalf("changed size: err = %v, want %q", err, want)
+	cases := []struct {
+		layout Layout
+		want   string
+	}{
+		{Layout{ChunkSize: 10_000, MaxGroups: 200_000},
+			`CHUNK_SIZE=10000 but topic "usage-events" was rolled up with chunk size 50000; changing it would double count`},
+		{Layout{ChunkSize: 50_000, MaxGroups: 5_000},
+			`MAX_GROUPS_PER_PARTITION=5000 but topic "usage-events" was rolled up with 200000; changing it would double count`},
 	}
-	if !errors.Is(err, ErrChunkSizeChanged) {
-		t.Errorf("errors.Is(%v, ErrChunkSizeChanged) = false", err)
+	for _, tc := range cases {
+		err := s.EnsureLayout(ctx, testTopic, tc.layout)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("changed layout %+v: err = %v, want %q", tc.layout, err, tc.want)
+		}
+		if !errors.Is(err, ErrLayoutChanged) {
+			t.Errorf("errors.Is(%v, ErrLayoutChanged) = false", err)
+		}
 	}
 	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_settings"); got != 2 {
 		t.Errorf("usage_settings has %d rows, want 2 (a mismatch records nothing)", got)
@@ -267,4 +278,39 @@ func pin(t *testing.T, at time.Time) {
 	prev := now
 	now = func() time.Time { return at }
 	t.Cleanup(func() { now = prev })
+}
+
+func TestFinalityKeepsTheFurthestAdvance(t *testing.T) {
+	s := newTestSink(t)
+	ctx := t.Context()
+	ms := func(hhmm string) int64 {
+		ts, err := time.Parse(time.RFC3339, "2026-11-27T"+hhmm+":00Z")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts.UnixMilli()
+	}
+	writes := []aggregate.Finality{
+		{Topic: testTopic, Partition: 0, ClosedThroughMs: ms("10:00"), CommittedOffset: 10},
+		{Topic: testTopic, Partition: 0, ClosedThroughMs: ms("10:05"), CommittedOffset: 20},
+		// A restarted consumer re-derives an older watermark: it must not move finality back.
+		{Topic: testTopic, Partition: 0, ClosedThroughMs: ms("10:01"), CommittedOffset: 12},
+		{Topic: testTopic, Partition: 1, ClosedThroughMs: ms("10:03"), CommittedOffset: 7, Idle: true},
+	}
+	for _, f := range writes {
+		if err := s.WriteFinality(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := "SELECT toUInt64(toUnixTimestamp(closed_through)) FROM " + s.database + ".usage_progress WHERE topic = '" + testTopic + "' AND `partition` = 0"
+	if got := queryUint(t, s, q); got != uint64(ms("10:05")/1000) {
+		t.Errorf("partition 0 closed_through = %d, want 10:05", got)
+	}
+	q = "SELECT toUInt64(toUnixTimestamp(closed_through)) FROM " + s.database + ".usage_progress_topic WHERE topic = '" + testTopic + "'"
+	if got := queryUint(t, s, q); got != uint64(ms("10:03")/1000) {
+		t.Errorf("topic closed_through = %d, want the slowest partition's 10:03", got)
+	}
+	if got := queryUint(t, s, "SELECT partitions FROM "+s.database+".usage_progress_topic"); got != 2 {
+		t.Errorf("partitions = %d, want 2", got)
+	}
 }

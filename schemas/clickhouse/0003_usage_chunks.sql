@@ -12,7 +12,9 @@ CREATE TABLE IF NOT EXISTS {{database}}.usage_chunks
     accepted       UInt64,
     rejected       UInt64,
     duplicates     UInt64,
+    late           UInt64,
     max_event_time DateTime('UTC'),
+    watermark      DateTime('UTC'),
     written_at     DateTime('UTC')
 )
 ENGINE = ReplacingMergeTree(last_offset)
@@ -30,6 +32,8 @@ SELECT
     accepted,
     rejected,
     duplicates,
+    late,
     max_event_time,
+    watermark,
     written_at
 FROM {{database}}.usage_chunks FINAL;

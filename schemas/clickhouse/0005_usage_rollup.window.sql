@@ -1,6 +1,7 @@
 -- usage_rollup_{{window}} holds the rollup at one window size. Each row is the
 -- aggregate of its (window, dimensions) group over the offsets
--- [chunk start, version] of one (topic, partition): a longer prefix (higher
+-- [segment, version] of one (topic, partition) chunk; segment is the chunk's
+-- first offset unless the group cap cut the chunk: a longer prefix (higher
 -- version) supersedes a shorter one and equal versions are identical, so
 -- replays and retries never change what ReplacingMergeTree keeps. Rows of
 -- different chunks are disjoint and add up.
@@ -16,6 +17,7 @@ CREATE TABLE IF NOT EXISTS {{database}}.usage_rollup_{{window}}
     topic               String,
     `partition`         Int32,
     chunk               Int64,
+    segment             Int64,
     version             UInt64,
     requests            UInt64,
     errors              UInt64,
@@ -28,11 +30,12 @@ CREATE TABLE IF NOT EXISTS {{database}}.usage_rollup_{{window}}
     latency_ms_sum      UInt64,
     latency_ms_max      UInt64,
     inconsistent_events UInt64,
+    late_events         UInt64,
     written_at          DateTime('UTC')
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
-ORDER BY (window_start, workspace_id, project_id, api_key_id, provider, model, endpoint, topic, `partition`, chunk);
+ORDER BY (window_start, workspace_id, project_id, api_key_id, provider, model, endpoint, topic, `partition`, chunk, segment);
 
 -- usage_{{window}} is what analysts query: FINAL keeps only the longest prefix
 -- of every group, so sum() over any filter is exact before merges run.
@@ -56,7 +59,9 @@ SELECT
     latency_ms_sum,
     latency_ms_max,
     inconsistent_events,
+    late_events,
     topic,
     `partition`,
-    chunk
+    chunk,
+    segment
 FROM {{database}}.usage_rollup_{{window}} FINAL;
