@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +94,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	for _, c := range []*consumer{a, b} {
 		t.Logf("%s stopped %s after SIGTERM", c.name, c.term(30*time.Second))
 	}
+	reconcileOK(t, env)
 	committed := committedOffsets(t, kc, group, topic, partitions)
 	for part, end := range ends {
 		if committed[part] != end {
@@ -167,4 +170,20 @@ func diff(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expected) []
 		out = append(out, fmt.Sprintf("usage_rejected has %d rows, want %d", rejected, want.Malformed))
 	}
 	return out
+}
+
+// reconcileOK runs `consumer reconcile` and requires every partition to
+// balance: accepted + rejected + duplicates = offsets written.
+func reconcileOK(t *testing.T, env []string) {
+	t.Helper()
+	cmd := exec.Command(binary, "reconcile")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("consumer reconcile: %v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), " ok\n"); n != partitions {
+		t.Fatalf("consumer reconcile: %d of %d partitions balanced:\n%s", n, partitions, out)
+	}
+	t.Logf("consumer reconcile:\n%s", out)
 }

@@ -1,8 +1,10 @@
 // Command consumer is the usage-rollup service: it consumes usage events from
 // Kafka and writes exact event-time rollups to ClickHouse.
 //
-//	consumer           run the service (configuration from the environment)
-//	consumer migrate   apply the ClickHouse migrations and exit
+//	consumer             run the service (configuration from the environment)
+//	consumer migrate     apply the ClickHouse migrations and exit
+//	consumer reconcile   print, per partition, accepted + rejected + duplicates
+//	                     against the offsets written, the log end and the commit
 package main
 
 import (

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
@@ -33,11 +34,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		mode = args[0]
 	}
 	switch mode {
-	case "consume":
+	case "consume", "reconcile":
 	case "migrate":
 		cfg.sink.Migrate = true
 	default:
-		return fmt.Errorf("unknown command %q (want no argument or \"migrate\")", mode)
+		return fmt.Errorf("unknown command %q (want none, \"migrate\" or \"reconcile\")", mode)
 	}
 
 	snk, err := openSink(ctx, cfg.sink, log)
@@ -49,9 +50,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			log.Warn().Err(err).Msg("close clickhouse")
 		}
 	}()
-	if mode == "migrate" {
+	k := consumer.Kafka{}
+	switch mode {
+	case "migrate":
 		log.Info().Msg("migrations applied")
 		return nil
+	case "reconcile":
+		transport := k.Transport
+		if transport == nil {
+			transport = &kafka.Transport{}
+		}
+		defer transport.CloseIdleConnections()
+		client := &kafka.Client{Addr: kafka.TCP(cfg.consumer.Brokers...), Transport: transport}
+		return reconcile(ctx, cfg, snk, client, stdout)
 	}
 	layout := sink.Layout{ChunkSize: cfg.aggregate.ChunkSize, MaxGroups: int64(cfg.aggregate.MaxGroups)}
 	if err := snk.EnsureLayout(ctx, cfg.consumer.Topic, layout); err != nil {
@@ -60,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, consumer.Kafka{}, snk, log, reg)
+	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, k, snk, log, reg)
 	if err != nil {
 		return err
 	}

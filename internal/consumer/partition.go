@@ -21,8 +21,9 @@ import (
 // Data is returned as soon as there is any (MinBytes is 1), so this only sets
 // how often an idle partition polls. kafka-go gives the broker maxWait minus an
 // RTT allowance and times the read out at maxWait, so values under a second
-// leave too little margin and end in i/o timeouts and reconnects.
-const fetchMaxWait = 5 * time.Second
+// leave too little margin and end in i/o timeouts and reconnects. It also
+// bounds shutdown: closing a reader waits for its fetch in flight.
+const fetchMaxWait = 2 * time.Second
 
 // partitionWorker owns one assigned partition for one generation: its reader,
 // decoder and aggregate state. All of it is dropped when the generation ends,

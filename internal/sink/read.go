@@ -49,18 +49,26 @@ func (s *Sink) TotalsByWorkspaceModel(ctx context.Context, window, topic string)
 
 // PartitionProgress sums usage_chunk_progress over one partition's chunks.
 type PartitionProgress struct {
-	Partition  int32
-	NextOffset int64 // one past the last offset written
+	Partition   int32
+	FirstOffset int64 // first offset of the earliest chunk written
+	NextOffset  int64 // one past the last offset written
 	Accepted   uint64
 	Rejected   uint64
 	Duplicates uint64
+}
+
+// Balanced reports whether every offset written is accounted for exactly
+// once as accepted, rejected or duplicate. It holds on every log without
+// gaps; compaction and transaction markers leave gaps that make it false.
+func (p PartitionProgress) Balanced() bool {
+	return p.Accepted+p.Rejected+p.Duplicates == uint64(p.NextOffset-p.FirstOffset)
 }
 
 // Progress reads how far each partition of topic has been written.
 func (s *Sink) Progress(ctx context.Context, topic string) ([]PartitionProgress, error) {
 	ctx, cancel := s.statementContext(ctx)
 	defer cancel()
-	q := "SELECT `partition`, max(last_offset) + 1, sum(accepted), sum(rejected), sum(duplicates) FROM " +
+	q := "SELECT `partition`, min(first_offset), max(last_offset) + 1, sum(accepted), sum(rejected), sum(duplicates) FROM " +
 		s.database + ".usage_chunk_progress WHERE topic = ? GROUP BY `partition` ORDER BY `partition`"
 	rows, err := s.conn.Query(ctx, q, topic)
 	if err != nil {
@@ -70,7 +78,7 @@ func (s *Sink) Progress(ctx context.Context, topic string) ([]PartitionProgress,
 	var out []PartitionProgress
 	for rows.Next() {
 		var p PartitionProgress
-		if err := rows.Scan(&p.Partition, &p.NextOffset, &p.Accepted, &p.Rejected, &p.Duplicates); err != nil {
+		if err := rows.Scan(&p.Partition, &p.FirstOffset, &p.NextOffset, &p.Accepted, &p.Rejected, &p.Duplicates); err != nil {
 			return nil, fmt.Errorf("scan usage_chunk_progress: %w", err)
 		}
 		out = append(out, p)
