@@ -52,9 +52,9 @@ type PartitionProgress struct {
 	Partition   int32
 	FirstOffset int64 // first offset of the earliest chunk written
 	NextOffset  int64 // one past the last offset written
-	Accepted   uint64
-	Rejected   uint64
-	Duplicates uint64
+	Accepted    uint64
+	Rejected    uint64
+	Duplicates  uint64
 }
 
 // Balanced reports whether every offset written is accounted for exactly
