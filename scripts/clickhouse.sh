@@ -6,18 +6,37 @@
 # config, data, logs and pid file under ${USAGE_ROLLUP_RUN_DIR:-<repo>/.run}/clickhouse,
 # listening only on 127.0.0.1. It installs clickhouse-server and
 # clickhouse-client with apt-get when they are missing. Every command is
-# idempotent: start on a running server and stop on a stopped one succeed.
+# idempotent: start on a running server and stop on a stopped one succeed;
+# start restarts a server whose configuration (ports, certificates, users)
+# changed since it started.
+#
+# Besides the plain native port, the server speaks the native protocol over
+# TLS on CLICKHOUSE_SECURE_PORT with the certificates of scripts/certs.sh
+# (<run>/certs: clients trust ca.pem; a client certificate is optional but must
+# verify if presented), and has a user `secure_user` whose generated test
+# password is in <run>/clickhouse/secrets/secure_user.password (for the
+# security tests; `default` keeps its empty password).
 #
 # Environment:
-#   USAGE_ROLLUP_RUN_DIR  run directory (default: <repo>/.run)
-#   CLICKHOUSE_PORT       native protocol port (default: 9000)
-#   CLICKHOUSE_HTTP_PORT  HTTP port (default: 8123)
+#   USAGE_ROLLUP_RUN_DIR    run directory (default: <repo>/.run)
+#   CLICKHOUSE_PORT         native protocol port (default: 9000)
+#   CLICKHOUSE_HTTP_PORT    HTTP port (default: 8123)
+#   CLICKHOUSE_SECURE_PORT  native protocol over TLS (default: 9440)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-run_dir=${USAGE_ROLLUP_RUN_DIR:-$repo/.run}/clickhouse
+run_root=$(realpath -m "${USAGE_ROLLUP_RUN_DIR:-$repo/.run}")
+run_dir=$run_root/clickhouse
+certs=$run_root/certs
+secrets=$run_dir/secrets
 port=${CLICKHOUSE_PORT:-9000}
 http_port=${CLICKHOUSE_HTTP_PORT:-8123}
+secure_port=${CLICKHOUSE_SECURE_PORT:-9440}
+secure_user=secure_user
+# config_hash_file holds the hash of the configuration the running server
+# started with; staged is where start renders the wanted one to compare.
+config_hash_file=$run_dir/config.sha256
+staged=$run_dir/staged
 pid_file=$run_dir/clickhouse-server.pid
 log_file=$run_dir/log/clickhouse-server.log
 err_file=$run_dir/log/clickhouse-server.err.log
@@ -72,13 +91,29 @@ running() {
 	echo "$pid"
 }
 
+# ensure_secrets generates the secure_user test password once; it is a local
+# test credential, never committed.
+ensure_secrets() {
+	[[ -s $secrets/$secure_user.password ]] && return 0
+	(
+		umask 077
+		mkdir -p "$secrets"
+		openssl rand -hex 16 >"$secrets/$secure_user.password.tmp"
+		mv "$secrets/$secure_user.password.tmp" "$secrets/$secure_user.password"
+	)
+}
+
+# write_config renders config.xml and users.xml into $staged; install_config
+# moves them into place. The files name their final paths.
 write_config() {
-	mkdir -p "$run_dir"/{data,tmp,user_files,format_schemas,log}
+	mkdir -p "$run_dir"/{data,tmp,user_files,format_schemas,log} "$staged"
+	local pw_sha256
+	pw_sha256=$(tr -d '\n' <"$secrets/$secure_user.password" | sha256sum | cut -d' ' -f1)
 	# Standalone config rather than including /etc/clickhouse-server: the Debian
 	# config listens on localhost ports we must override, writes to /var/log
 	# and /var/lib (root-owned), and opens the default user to ::/0. <yandex> is
 	# the root element 18.x requires; current releases still accept it.
-	cat >"$config" <<EOF
+	cat >"$staged/config.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
     <logger>
@@ -91,6 +126,24 @@ write_config() {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>$port</tcp_port>
     <http_port>$http_port</http_port>
+    <!-- Native protocol over TLS. verificationMode relaxed requests a client
+         certificate and rejects one that does not verify against caConfig,
+         but admits clients without one (strict would require it). -->
+    <tcp_port_secure>$secure_port</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>$certs/server.pem</certificateFile>
+            <privateKeyFile>$certs/server.key</privateKeyFile>
+            <caConfig>$certs/ca.pem</caConfig>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <verificationMode>relaxed</verificationMode>
+            <disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+            <invalidCertificateHandler>
+                <name>RejectCertificateHandler</name>
+            </invalidCertificateHandler>
+        </server>
+    </openSSL>
     <path>$run_dir/data/</path>
     <tmp_path>$run_dir/tmp/</tmp_path>
     <user_files_path>$run_dir/user_files/</user_files_path>
@@ -110,7 +163,7 @@ write_config() {
     <max_partition_size_to_drop>0</max_partition_size_to_drop>
 </yandex>
 EOF
-	cat >"$run_dir/users.xml" <<'EOF'
+	cat >"$staged/users.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
     <profiles>
@@ -128,6 +181,16 @@ EOF
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <!-- Password-protected user for the security tests (TLS port). -->
+        <$secure_user>
+            <password_sha256_hex>$pw_sha256</password_sha256_hex>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </$secure_user>
     </users>
     <quotas>
         <default>
@@ -145,6 +208,22 @@ EOF
 EOF
 }
 
+# staged_hash covers what the server reads at start: its config, users and
+# the TLS files.
+staged_hash() {
+	cat "$staged/config.xml" "$staged/users.xml" "$certs/server.pem" "$certs/server.key" "$certs/ca.pem" |
+		sha256sum | cut -d' ' -f1
+}
+
+install_config() {
+	mv "$staged/config.xml" "$config"
+	mv "$staged/users.xml" "$run_dir/users.xml"
+	chmod 600 "$run_dir/users.xml"
+	rmdir "$staged"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 log_tail() {
 	local f
 	for f in "$stdout_file" "$err_file" "$log_file"; do
@@ -156,24 +235,42 @@ log_tail() {
 }
 
 start() {
-	local pid
+	mkdir -p "$run_dir"
+	# Serialize concurrent starts: the config comparison and restart must not
+	# interleave.
+	exec 9>"$run_dir/.lock"
+	flock 9
+	"$repo/scripts/certs.sh" ensure
+	ensure_secrets
+	write_config
+	local pid hash
+	hash=$(staged_hash)
 	if pid=$(running); then
-		echo "clickhouse.sh: already running (pid $pid, port $port)"
-		return 0
+		if [[ -f $config_hash_file && $hash == "$(<"$config_hash_file")" ]]; then
+			rm -rf "$staged"
+			echo "clickhouse.sh: already running (pid $pid, port $port, secure port $secure_port)"
+			return 0
+		fi
+		echo "clickhouse.sh: configuration changed since the server (pid $pid) started; restarting it"
+		stop
 	fi
 	install_if_missing
 	command -v clickhouse-client >/dev/null || die "clickhouse-client not found"
 	if client -q 'SELECT 1' >/dev/null 2>&1; then
 		die "another ClickHouse server already answers on 127.0.0.1:$port; stop it or set CLICKHOUSE_PORT"
 	fi
-	write_config
+	if port_open "$secure_port"; then
+		die "port 127.0.0.1:$secure_port is in use by another process; set CLICKHOUSE_SECURE_PORT"
+	fi
+	install_config
+	echo "$hash" >"$config_hash_file"
 	local bin
 	bin=$(server_bin)
 	# setsid detaches the server from this shell's process group so that a
 	# Ctrl-C in the terminal that ran start does not stop it.
 	(
 		cd "$run_dir"
-		setsid nohup "$bin" --config-file="$config" >"$stdout_file" 2>&1 </dev/null &
+		setsid nohup "$bin" --config-file="$config" >"$stdout_file" 2>&1 </dev/null 9>&- &
 		echo $! >"$pid_file"
 	)
 	pid=$(<"$pid_file")
@@ -190,7 +287,7 @@ start() {
 		fi
 		sleep 0.5
 	done
-	echo "clickhouse.sh: started $(client -q 'SELECT version()') (pid $pid) on 127.0.0.1:$port, data in $run_dir"
+	echo "clickhouse.sh: started $(client -q 'SELECT version()') (pid $pid) on 127.0.0.1:$port (TLS $secure_port), data in $run_dir"
 }
 
 stop() {

@@ -24,6 +24,13 @@ type env struct {
 	KafkaRebalanceTimeout  time.Duration `envconfig:"KAFKA_REBALANCE_TIMEOUT" default:"60s"`
 	KafkaHeartbeatInterval time.Duration `envconfig:"KAFKA_HEARTBEAT_INTERVAL" default:"3s"`
 	KafkaFetchMaxBytes     int           `envconfig:"KAFKA_FETCH_MAX_BYTES" default:"16777216"`
+	KafkaTLSEnabled        bool          `envconfig:"KAFKA_TLS_ENABLED" default:"false"`
+	KafkaTLSCAFile         string        `envconfig:"KAFKA_TLS_CA_FILE"`
+	KafkaTLSCertFile       string        `envconfig:"KAFKA_TLS_CERT_FILE"`
+	KafkaTLSKeyFile        string        `envconfig:"KAFKA_TLS_KEY_FILE"`
+	KafkaSASLMechanism     string        `envconfig:"KAFKA_SASL_MECHANISM"`
+	KafkaSASLUsername      string        `envconfig:"KAFKA_SASL_USERNAME"`
+	KafkaSASLPassword      string        `envconfig:"KAFKA_SASL_PASSWORD"`
 
 	ClickHouseAddr          []string      `envconfig:"CLICKHOUSE_ADDR" default:"127.0.0.1:9000"`
 	ClickHouseDatabase      string        `envconfig:"CLICKHOUSE_DATABASE" default:"usage_rollup"`
@@ -32,6 +39,10 @@ type env struct {
 	ClickHouseDialTimeout   time.Duration `envconfig:"CLICKHOUSE_DIAL_TIMEOUT" default:"5s"`
 	ClickHouseInsertTimeout time.Duration `envconfig:"CLICKHOUSE_INSERT_TIMEOUT" default:"30s"`
 	ClickHouseMigrate       bool          `envconfig:"CLICKHOUSE_MIGRATE" default:"true"`
+	ClickHouseTLSEnabled    bool          `envconfig:"CLICKHOUSE_TLS_ENABLED" default:"false"`
+	ClickHouseTLSCAFile     string        `envconfig:"CLICKHOUSE_TLS_CA_FILE"`
+	ClickHouseTLSCertFile   string        `envconfig:"CLICKHOUSE_TLS_CERT_FILE"`
+	ClickHouseTLSKeyFile    string        `envconfig:"CLICKHOUSE_TLS_KEY_FILE"`
 
 	RollupWindows        string        `envconfig:"ROLLUP_WINDOWS" default:"1m,1h"`
 	ChunkSize            int64         `envconfig:"CHUNK_SIZE" default:"50000"`
@@ -93,6 +104,15 @@ func loadConfig() (config, error) {
 			StallTimeout:      e.StallTimeout,
 			EndOffsetInterval: consumer.DefaultConfig().EndOffsetInterval,
 			CrashAfterWrites:  e.FaultCrashAfterWrites,
+			Security: consumer.Security{
+				TLS:           e.KafkaTLSEnabled,
+				CAFile:        e.KafkaTLSCAFile,
+				CertFile:      e.KafkaTLSCertFile,
+				KeyFile:       e.KafkaTLSKeyFile,
+				SASLMechanism: e.KafkaSASLMechanism,
+				SASLUsername:  e.KafkaSASLUsername,
+				SASLPassword:  consumer.Secret(e.KafkaSASLPassword),
+			},
 		},
 		aggregate: aggregate.Config{
 			Windows:         windows,
@@ -110,6 +130,10 @@ func loadConfig() (config, error) {
 			DialTimeout:   e.ClickHouseDialTimeout,
 			InsertTimeout: e.ClickHouseInsertTimeout,
 			Migrate:       e.ClickHouseMigrate,
+			TLS:           e.ClickHouseTLSEnabled,
+			TLSCAFile:     e.ClickHouseTLSCAFile,
+			TLSCertFile:   e.ClickHouseTLSCertFile,
+			TLSKeyFile:    e.ClickHouseTLSKeyFile,
 			Windows:       windows,
 		},
 		metricsAddr: e.MetricsAddr,

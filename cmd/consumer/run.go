@@ -50,16 +50,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			log.Warn().Err(err).Msg("close clickhouse")
 		}
 	}()
-	k := consumer.Kafka{}
 	switch mode {
 	case "migrate":
 		log.Info().Msg("migrations applied")
 		return nil
 	case "reconcile":
-		transport := k.Transport
-		if transport == nil {
-			transport = &kafka.Transport{}
+		dialer, err := cfg.consumer.Security.Dialer(10 * time.Second)
+		if err != nil {
+			return err
 		}
+		transport := cfg.consumer.Security.Transport(dialer)
 		defer transport.CloseIdleConnections()
 		client := &kafka.Client{Addr: kafka.TCP(cfg.consumer.Brokers...), Transport: transport}
 		return reconcile(ctx, cfg, snk, client, stdout)
@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, k, snk, log, reg)
+	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, snk, log, reg)
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	cc := consumer.DefaultConfig()
 	cc.Brokers, cc.Topic, cc.GroupID, cc.FlushInterval = brokers, topic, "usage-rollup-demo", time.Second
-	c, err := consumer.New(cc, ac, events.DefaultConfig(), consumer.Kafka{}, snk, log, prometheus.NewRegistry())
+	c, err := consumer.New(cc, ac, events.DefaultConfig(), snk, log, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}

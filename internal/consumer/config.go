@@ -46,6 +46,8 @@ type Config struct {
 	// EndOffsetInterval is how often the log end offsets of the assigned
 	// partitions are polled for lag, idleness and liveness.
 	EndOffsetInterval time.Duration
+	// Security is TLS and SASL towards the brokers (KAFKA_TLS_*, KAFKA_SASL_*).
+	Security Security
 	// CrashAfterWrites, when > 0, makes the process SIGKILL itself right after
 	// its Nth successful write and before committing it: a failpoint for the
 	// end-to-end crash tests. Never set it in production.
@@ -104,5 +106,5 @@ func (c Config) Validate() error {
 	case c.CrashAfterWrites < 0:
 		return fmt.Errorf("FAULT_CRASH_AFTER_WRITES must be >= 0, got %d", c.CrashAfterWrites)
 	}
-	return nil
+	return c.Security.Validate()
 }

@@ -62,29 +62,24 @@ type Consumer struct {
 	writes      atomic.Int64 // successful writes, only for the CrashAfterWrites failpoint
 }
 
-// Kafka is how the consumer reaches the brokers: a dialer for the group and
-// partition readers, and a transport for the admin client and the
-// dead-letter producer. Both carry TLS and SASL when configured.
-type Kafka struct {
-	Dialer    *kafka.Dialer
-	Transport *kafka.Transport
-}
+// dialTimeout bounds connecting to a broker, TLS and SASL included.
+const dialTimeout = 10 * time.Second
 
-// New checks the configuration and returns a Consumer. A zero Kafka dials
-// in plain text.
-func New(cfg Config, agg aggregate.Config, dec events.Config, k Kafka, w BatchWriter, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+// New checks the configuration and returns a Consumer.
+func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log zerolog.Logger, reg prometheus.Registerer) (*Consumer, error) {
 	for _, err := range []error{cfg.Validate(), agg.Validate(), dec.Validate()} {
 		if err != nil {
 			return nil, err
 		}
 	}
-	if k.Dialer == nil {
-		k.Dialer = &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true}
+	// The dialer serves the group and the partition readers, the transport
+	// the admin client and the dead-letter producer; both carry TLS and SASL.
+	dialer, err := cfg.Security.Dialer(dialTimeout)
+	if err != nil {
+		return nil, err
 	}
-	if k.Transport == nil {
-		k.Transport = &kafka.Transport{Dial: k.Dialer.DialFunc}
-	}
-	k.Transport.ClientID = "usage-rollup"
+	transport := cfg.Security.Transport(dialer)
+	transport.ClientID = "usage-rollup"
 	windows := make([]string, len(agg.Windows))
 	for i, w := range agg.Windows {
 		windows[i] = w.Name
@@ -96,16 +91,16 @@ func New(cfg Config, agg aggregate.Config, dec events.Config, k Kafka, w BatchWr
 		writer:    w,
 		log:       log.With().Str("component", "consumer").Logger(),
 		metrics:   newMetrics(reg, windows),
-		dialer:    k.Dialer,
-		transport: k.Transport,
-		client:    &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: 10 * time.Second, Transport: k.Transport},
+		dialer:    dialer,
+		transport: transport,
+		client:    &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: dialTimeout, Transport: transport},
 		status:    newStatus(),
 	}
 	if cfg.DeadLetterTopic != "" {
 		c.deadLetters = &kafka.Writer{
 			Addr:         kafka.TCP(cfg.Brokers...),
 			Topic:        cfg.DeadLetterTopic,
-			Transport:    k.Transport,
+			Transport:    transport,
 			Balancer:     &kafka.Hash{}, // same key, same partition, as in the source topic
 			RequiredAcks: kafka.RequireAll,
 			// Writes are synchronous and flushed by the partition before its
@@ -141,7 +136,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer group %q: %w", c.cfg.GroupID, err)
 	}
-	c.log.Info().Strs("brokers", c.cfg.Brokers).Str("topic", c.cfg.Topic).Str("group", c.cfg.GroupID).Msg("joining consumer group")
+	c.log.Info().Strs("brokers", c.cfg.Brokers).Str("topic", c.cfg.Topic).Str("group", c.cfg.GroupID).
+		Object("kafka_security", c.cfg.Security).Msg("joining consumer group")
 
 	pollCtx, stopPolling := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

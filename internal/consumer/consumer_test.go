@@ -177,7 +177,7 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 	agg := aggregate.DefaultConfig()
 	agg.ChunkSize = 500
 	reg := prometheus.NewRegistry()
-	c, err := New(cfg, agg, events.DefaultConfig(), Kafka{}, table, zerolog.Nop(), reg)
+	c, err := New(cfg, agg, events.DefaultConfig(), table, zerolog.Nop(), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestDeadLettersCarryTheOriginalMessage(t *testing.T) {
 	agg := aggregate.DefaultConfig()
 	agg.ChunkSize = 500
 	table := newMemTable()
-	c, err := New(cfg, agg, events.DefaultConfig(), Kafka{}, table, zerolog.Nop(), prometheus.NewRegistry())
+	c, err := New(cfg, agg, events.DefaultConfig(), table, zerolog.Nop(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,9 +19,20 @@ type Config struct {
 	// if absent when Migrate is set.
 	Database string
 	// Username and Password authenticate the native connection
-	// (CLICKHOUSE_USERNAME, CLICKHOUSE_PASSWORD).
+	// (CLICKHOUSE_USERNAME, CLICKHOUSE_PASSWORD). Config's String, Format and
+	// MarshalZerologObject redact Password.
 	Username string
 	Password string
+	// TLS speaks the native protocol over TLS (CLICKHOUSE_TLS_ENABLED): point
+	// CLICKHOUSE_ADDR at the server's tcp_port_secure (usually 9440).
+	TLS bool
+	// TLSCAFile is a PEM bundle of the CAs that sign the server certificate
+	// (CLICKHOUSE_TLS_CA_FILE). Empty means the system roots.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are the PEM client certificate and key for
+	// mTLS (CLICKHOUSE_TLS_CERT_FILE, CLICKHOUSE_TLS_KEY_FILE): both or neither.
+	TLSCertFile string
+	TLSKeyFile  string
 	// DialTimeout bounds connecting and the handshake (CLICKHOUSE_DIAL_TIMEOUT).
 	DialTimeout time.Duration
 	// InsertTimeout bounds each statement the sink sends: one INSERT of one
@@ -85,6 +96,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("CLICKHOUSE_INSERT_TIMEOUT must be > 0, got %s", c.InsertTimeout)
 	case len(c.Windows) == 0:
 		return fmt.Errorf("ROLLUP_WINDOWS must list at least one window size")
+	case !c.TLS && (c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != ""):
+		return fmt.Errorf("CLICKHOUSE_TLS_CA_FILE, CLICKHOUSE_TLS_CERT_FILE and CLICKHOUSE_TLS_KEY_FILE need CLICKHOUSE_TLS_ENABLED=true")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return fmt.Errorf("CLICKHOUSE_TLS_CERT_FILE and CLICKHOUSE_TLS_KEY_FILE must be set together (client certificate) or both left empty")
 	}
 	for i, a := range c.Addr {
 		if a == "" {

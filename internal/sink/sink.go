@@ -87,6 +87,10 @@ func Open(ctx context.Context, cfg Config, log zerolog.Logger) (*Sink, error) {
 }
 
 func dial(cfg Config, database string) (driver.Conn, error) {
+	tlsConfig, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	c, err := clickhouse.Open(&clickhouse.Options{
 		// HTTP does not work against 18.16 with this driver; see docs/schema.md.
 		Protocol: clickhouse.Native,
@@ -96,6 +100,7 @@ func dial(cfg Config, database string) (driver.Conn, error) {
 			Username: cfg.Username,
 			Password: cfg.Password,
 		},
+		TLS:         tlsConfig, // nil: plain TCP
 		DialTimeout: cfg.DialTimeout,
 		// Rows of one batch share most dimension values; LZ4 shrinks them
 		// several-fold at negligible CPU cost.

@@ -1,0 +1,255 @@
+package consumer
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+)
+
+// testPassword is distinctive so that a leak is unmistakable in any output.
+const testPassword = "hunter2-Zq8vX3-not-for-output"
+
+func TestSecurityValidate(t *testing.T) {
+	sasl := func(m string) Security {
+		return Security{SASLMechanism: m, SASLUsername: "usage", SASLPassword: testPassword}
+	}
+	tests := []struct {
+		name    string
+		sec     Security
+		wantErr string // "" for valid
+	}{
+		{"zero value is PLAINTEXT", Security{}, ""},
+		{"TLS with system roots", Security{TLS: true}, ""},
+		{"TLS with CA and client cert", Security{TLS: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "c.key"}, ""},
+		{"PLAIN", sasl("PLAIN"), ""},
+		{"SCRAM-SHA-256", sasl("SCRAM-SHA-256"), ""},
+		{"SCRAM-SHA-512 over TLS", func() Security { s := sasl("SCRAM-SHA-512"); s.TLS = true; return s }(), ""},
+		{"mechanism case-insensitive", sasl("scram-sha-512"), ""},
+		{"CA file without TLS", Security{CAFile: "ca.pem"}, "KAFKA_TLS_ENABLED"},
+		{"cert without key", Security{TLS: true, CertFile: "c.pem"}, "KAFKA_TLS_KEY_FILE"},
+		{"key without cert", Security{TLS: true, KeyFile: "c.key"}, "KAFKA_TLS_CERT_FILE"},
+		{"unknown mechanism", sasl("GSSAPI"), "KAFKA_SASL_MECHANISM"},
+		{"mechanism without user", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, "KAFKA_SASL_USERNAME"},
+		{"mechanism without password", Security{SASLMechanism: "PLAIN", SASLUsername: "usage"}, "KAFKA_SASL_PASSWORD"},
+		{"credentials without mechanism", Security{SASLUsername: "usage", SASLPassword: testPassword}, "KAFKA_SASL_MECHANISM"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.sec.Validate()
+			gotErr := ""
+			if err != nil {
+				gotErr = err.Error()
+			}
+			if (tt.wantErr == "") != (err == nil) || !strings.Contains(gotErr, tt.wantErr) {
+				t.Fatalf("Validate() = %v, want error containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(gotErr, testPassword) {
+				t.Fatalf("Validate() error contains the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestSecurityProtocol(t *testing.T) {
+	tests := []struct {
+		sec  Security
+		want string
+	}{
+		{Security{}, "PLAINTEXT"},
+		{Security{TLS: true}, "SSL"},
+		{Security{SASLMechanism: "PLAIN"}, "SASL_PLAINTEXT"},
+		{Security{TLS: true, SASLMechanism: "SCRAM-SHA-256"}, "SASL_SSL"},
+	}
+	for _, tt := range tests {
+		if got := tt.sec.Protocol(); got != tt.want {
+			t.Errorf("%+v.Protocol() = %s, want %s", tt.sec, got, tt.want)
+		}
+	}
+}
+
+// TestSecretsNeverPrinted formats, encodes and logs the settings, and a
+// Dialer and Transport built from them, every way a caller plausibly would.
+func TestSecretsNeverPrinted(t *testing.T) {
+	for _, mech := range []string{SASLPlain, SASLScramSHA256, SASLScramSHA512} {
+		t.Run(mech, func(t *testing.T) {
+			sec := Security{SASLMechanism: mech, SASLUsername: "usage", SASLPassword: testPassword}
+			d, err := sec.Dialer(time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := sec.Transport(d)
+			type wrapper struct{ Security Security }
+			values := map[string]any{
+				"Secret": sec.SASLPassword, "Security": sec, "*Security": &sec, "wrapper": wrapper{sec},
+				"Dialer": *d, "*Dialer": d, "*Transport": tr, "mechanism": d.SASLMechanism,
+			}
+			for name, v := range values {
+				for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
+					if out := fmt.Sprintf(verb, v); strings.Contains(out, testPassword) || strings.Contains(out, fmt.Sprintf("%x", testPassword)) {
+						t.Errorf("Sprintf(%s, %s) reveals the password: %s", verb, name, out)
+					}
+				}
+			}
+			js, err := json.Marshal(sec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			log := zerolog.New(&logs)
+			log.Info().Object("security", sec).Interface("any", sec).Stringer("str", sec).Msg("settings")
+			log.Info().Interface("secret", sec.SASLPassword).Msg("secret")
+			for name, out := range map[string]string{"json": string(js), "zerolog": logs.String()} {
+				if strings.Contains(out, testPassword) {
+					t.Errorf("%s output reveals the password: %s", name, out)
+				}
+			}
+			if !strings.Contains(logs.String(), `"sasl_password_set":true`) || !strings.Contains(logs.String(), `"sasl_username":"usage"`) {
+				t.Errorf("zerolog object lacks the non-secret fields: %s", logs.String())
+			}
+			if got := fmt.Sprint(sec); !strings.Contains(got, "SASL_PLAINTEXT") || !strings.Contains(got, mech) || !strings.Contains(got, redacted) {
+				t.Errorf("String() = %q, want protocol, mechanism and %s", got, redacted)
+			}
+		})
+	}
+}
+
+func TestDialerAndTransport(t *testing.T) {
+	pki := writeTestPKI(t)
+	sec := Security{
+		TLS: true, CAFile: pki.ca, CertFile: pki.cert, KeyFile: pki.key,
+		SASLMechanism: SASLScramSHA512, SASLUsername: "usage", SASLPassword: testPassword,
+	}
+	d, err := sec.Dialer(7 * time.Second)
+	if err != nil {
+		t.Fatalf("Dialer: %v", err)
+	}
+	if d.Timeout != 7*time.Second || d.TLS == nil || d.SASLMechanism == nil {
+		t.Fatalf("Dialer = %+v, want timeout 7s, TLS and SASL", d)
+	}
+	if d.TLS.MinVersion != tls.VersionTLS12 || d.TLS.RootCAs == nil || len(d.TLS.Certificates) != 1 || d.TLS.InsecureSkipVerify {
+		t.Fatalf("TLS config: min version %x, roots %v, %d client certs, insecure %t",
+			d.TLS.MinVersion, d.TLS.RootCAs != nil, len(d.TLS.Certificates), d.TLS.InsecureSkipVerify)
+	}
+	if d.SASLMechanism.Name() != SASLScramSHA512 {
+		t.Fatalf("mechanism %s, want %s", d.SASLMechanism.Name(), SASLScramSHA512)
+	}
+	tr := sec.Transport(d)
+	if tr.TLS != d.TLS || tr.SASL != d.SASLMechanism || tr.DialTimeout != d.Timeout {
+		t.Fatalf("Transport does not carry the dialer's TLS, SASL and timeout: %+v", tr)
+	}
+
+	plain, err := Security{}.Dialer(time.Second)
+	if err != nil || plain.TLS != nil || plain.SASLMechanism != nil {
+		t.Fatalf("zero Security: Dialer() = %+v, %v; want plain dialer", plain, err)
+	}
+	var _ *kafka.Transport = Security{}.Transport(plain)
+}
+
+func TestDialerFileErrors(t *testing.T) {
+	pki := writeTestPKI(t)
+	dir := t.TempDir()
+	// A key file that is not a valid key but holds a secret-looking line:
+	// errors must not quote file contents.
+	badKey := filepath.Join(dir, "bad.key")
+	mustWrite(t, badKey, "-----BEGIN PRIVATE KEY-----\n"+testPassword+"\n-----END PRIVATE KEY-----\n")
+	notPEM := filepath.Join(dir, "ca.txt")
+	mustWrite(t, notPEM, testPassword+"\n")
+	otherKey := writeTestPKI(t).key
+	missing := filepath.Join(dir, "missing.pem")
+	tests := []struct {
+		name string
+		sec  Security
+		want []string // substrings of the error
+	}{
+		{"missing CA", Security{TLS: true, CAFile: missing}, []string{"KAFKA_TLS_CA_FILE", missing}},
+		{"CA not PEM", Security{TLS: true, CAFile: notPEM}, []string{"KAFKA_TLS_CA_FILE", notPEM}},
+		{"missing cert", Security{TLS: true, CertFile: missing, KeyFile: pki.key}, []string{"KAFKA_TLS_CERT_FILE", missing}},
+		{"bad key", Security{TLS: true, CertFile: pki.cert, KeyFile: badKey}, []string{"KAFKA_TLS_KEY_FILE", badKey}},
+		{"key of another cert", Security{TLS: true, CertFile: pki.cert, KeyFile: otherKey}, []string{"KAFKA_TLS_KEY_FILE", "does not match"}},
+		{"invalid", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, []string{"KAFKA_SASL_USERNAME"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.sec.Dialer(time.Second)
+			if err == nil {
+				t.Fatal("Dialer succeeded, want error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), testPassword) {
+				t.Errorf("error reveals file contents or password: %v", err)
+			}
+		})
+	}
+}
+
+type testPKI struct{ ca, cert, key string }
+
+// writeTestPKI writes a CA and a client certificate signed by it, as PEM
+// files in a temporary directory.
+func writeTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "usage-rollup"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caTmpl, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPKI{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "client.pem"), key: filepath.Join(dir, "client.key")}
+	mustWrite(t, p.ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
+	mustWrite(t, p.cert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})))
+	mustWrite(t, p.key, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
+	return p
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
