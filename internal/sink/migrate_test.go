@@ -10,13 +10,13 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 )
 
-// objectsPerWindow are usage_rollup_<w> and usage_<w>; the fixed objects are
-// schema_migrations, usage_settings, usage_chunks, usage_chunk_progress,
-// usage_rejected_log, usage_rejected, usage_progress_log, usage_progress and
-// usage_progress_topic.
+// objectsPerWindow are usage_rollup_<w>, usage_<w> and usage_cost_<w>; the
+// fixed objects are schema_migrations, usage_settings, usage_chunks,
+// usage_chunk_progress, usage_rejected_log, usage_rejected,
+// usage_progress_log, usage_progress, usage_progress_topic and usage_prices.
 const (
-	fixedObjects     = 9
-	objectsPerWindow = 2
+	fixedObjects     = 10
+	objectsPerWindow = 3
 )
 
 func countTables(t *testing.T, s *Sink) uint64 {

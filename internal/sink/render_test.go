@@ -56,6 +56,7 @@ func TestRenderMigrations(t *testing.T) {
 	want := []string{
 		"0001_schema_migrations", "0002_usage_settings", "0003_usage_chunks", "0004_usage_rejected",
 		"0005_usage_rollup@1m", "0005_usage_rollup@1h", "0006_usage_progress",
+		"0010_usage_prices", "0011_usage_cost@1m", "0011_usage_cost@1h",
 	}
 	if !slices.Equal(names, want) {
 		t.Errorf("names = %q, want %q", names, want)
