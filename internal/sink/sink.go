@@ -14,6 +14,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -49,6 +50,9 @@ type Sink struct {
 	windows map[string]string
 	// migrations are rendered once in Open for this server's version.
 	migrations []Migration
+	// rollupBufs recycles column buffers across writes; partitions write
+	// concurrently, so a pool rather than one buffer.
+	rollupBufs sync.Pool
 }
 
 // Open connects to ClickHouse with the native protocol, checks the server

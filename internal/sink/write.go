@@ -3,7 +3,6 @@ package sink
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -90,10 +89,6 @@ type rollupBuffers struct {
 	writtenAt   []int64
 }
 
-// rollupPool recycles buffers across writes; partitions write concurrently,
-// so a pool rather than one buffer per Sink.
-var rollupPool = sync.Pool{New: func() any { return new(rollupBuffers) }}
-
 // reset empties the buffers, dropping string references so a pooled buffer
 // does not pin the previous batch's memory.
 func (r *rollupBuffers) reset() {
@@ -150,10 +145,13 @@ func (s *Sink) writeRollup(ctx context.Context, b *aggregate.Batch, wr *aggregat
 	if !ok {
 		return fmt.Errorf("window %s is not configured in the sink (ROLLUP_WINDOWS)", wr.Window.Name)
 	}
-	buf := rollupPool.Get().(*rollupBuffers)
+	buf, _ := s.rollupBufs.Get().(*rollupBuffers)
+	if buf == nil {
+		buf = new(rollupBuffers)
+	}
 	defer func() {
 		buf.reset()
-		rollupPool.Put(buf)
+		s.rollupBufs.Put(buf)
 	}()
 	for i := range wr.Rows {
 		buf.add(b, &wr.Rows[i], writtenAt)
