@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -58,11 +57,6 @@ type partitionWorker struct {
 	// chunkDone marks that the batch in flight completes its chunk.
 	chunkDone bool
 }
-
-// maxDeadLetterBytes bounds the rejected messages a partition holds for the
-// dead-letter topic between flushes; a burst of large poison messages makes
-// it flush early instead of growing.
-const maxDeadLetterBytes = 16 << 20
 
 func newPartitionWorker(c *Consumer, gen committer, partition int) *partitionWorker {
 	return &partitionWorker{
@@ -289,29 +283,6 @@ func (w *partitionWorker) handle(ctx context.Context, m *kafka.Message) error {
 	return nil
 }
 
-// deadLetter queues a rejected message for the dead-letter topic: the
-// original key and value unchanged, and headers saying why and from where.
-func (w *partitionWorker) deadLetter(m *kafka.Message, rej *events.RejectError) {
-	if w.c.deadLetters == nil {
-		return
-	}
-	w.deadLetters = append(w.deadLetters, kafka.Message{
-		Key:   m.Key,
-		Value: m.Value, // kafka-go hands each message its own buffers; no copy needed
-		Headers: []kafka.Header{
-			{Key: "usage-rollup-reason", Value: []byte(rej.Reason)},
-			{Key: "usage-rollup-field", Value: []byte(rej.Field)},
-			{Key: "usage-rollup-detail", Value: []byte(rej.Detail)},
-			{Key: "usage-rollup-source-topic", Value: []byte(m.Topic)},
-			{Key: "usage-rollup-source-partition", Value: strconv.AppendInt(nil, int64(m.Partition), 10)},
-			{Key: "usage-rollup-source-offset", Value: strconv.AppendInt(nil, m.Offset, 10)},
-			{Key: "usage-rollup-source-timestamp", Value: []byte(m.Time.UTC().Format(time.RFC3339Nano))},
-			{Key: "usage-rollup-rejected-at", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
-		},
-	})
-	w.deadLetterBytes += len(m.Value)
-}
-
 // flush makes the pending state durable and then commits: rejected messages
 // go to the dead-letter topic, the batch to ClickHouse, each retried with
 // capped jittered backoff until it succeeds or ctx ends. Only then is the
@@ -375,62 +346,6 @@ func (w *partitionWorker) flush(ctx context.Context) error {
 	w.reportState()
 	w.writeFinality(ctx, b.Progress.WatermarkMs, b.Progress.MaxEventTimeMs, next, false)
 	return nil
-}
-
-// writeDeadLetters writes the queued rejected messages, retrying until they
-// are acknowledged or ctx ends. It runs before the ClickHouse write, so an
-// offset is never committed before its dead letter is durable. A replay
-// writes them again: the dead-letter topic is at-least-once, and the
-// source-offset headers identify repeats.
-func (w *partitionWorker) writeDeadLetters(ctx context.Context) error {
-	if len(w.deadLetters) == 0 {
-		return nil
-	}
-	for attempt := 0; ; attempt++ {
-		err := w.c.deadLetters.WriteMessages(ctx, w.deadLetters...)
-		if err == nil {
-			break
-		}
-		w.c.metrics.deadLetterErr.Inc()
-		d := backoff(attempt, w.c.cfg.RetryBackoffMax)
-		w.log.Warn().Err(err).Int("messages", len(w.deadLetters)).Dur("retry_in", d).Msg("write dead letters; retrying")
-		if !sleep(ctx, d) {
-			return fmt.Errorf("write %d dead letters: %w", len(w.deadLetters), ctx.Err())
-		}
-	}
-	w.c.metrics.deadLetters.Add(float64(len(w.deadLetters)))
-	clear(w.deadLetters) // drop references to the message buffers
-	w.deadLetters, w.deadLetterBytes = w.deadLetters[:0], 0
-	return nil
-}
-
-// writeFinality records closed_through when it advanced by at least a
-// second. It is best effort: a failure is retried by the next flush.
-func (w *partitionWorker) writeFinality(ctx context.Context, closedMs, maxEventMs, next int64, idle bool) {
-	closedMs -= closedMs % 1000 // the table stores seconds
-	if closedMs <= w.closedMs {
-		return
-	}
-	f := aggregate.Finality{Topic: w.topic, Partition: int32(w.partition), ClosedThroughMs: closedMs,
-		MaxEventTimeMs: maxEventMs, CommittedOffset: next, Idle: idle}
-	if err := w.c.writer.WriteFinality(ctx, f); err != nil {
-		w.log.Warn().Err(err).Msg("write usage_progress; retried at the next flush")
-		return
-	}
-	w.closedMs = closedMs
-	w.c.status.setClosed(w.partition, closedMs)
-}
-
-// idle advances closed_through of a partition that is caught up and has seen
-// no records for IdleTimeout: any event still to come will be recent, so the
-// wall clock minus the allowed lateness bounds what it can reopen.
-func (w *partitionWorker) idle(ctx context.Context) {
-	now := time.Now()
-	if now.Sub(w.lastRecord) < w.c.cfg.IdleTimeout || !w.c.status.caughtUp(w.partition) {
-		return
-	}
-	p := w.state.Progress()
-	w.writeFinality(ctx, now.Add(-w.c.agg.AllowedLateness).UnixMilli(), p.MaxEventTimeMs, p.LastOffset+1, true)
 }
 
 // reportState moves this worker's contribution to the process-wide gauges.
