@@ -161,6 +161,9 @@ func diff(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expected) []
 		for _, d := range check.Diff(want, got) {
 			out = append(out, "usage_"+w+" "+d)
 		}
+		if d := check.Late(want, got); d != "" {
+			out = append(out, "usage_"+w+" "+d)
+		}
 	}
 	rejected, err := snk.RejectedCount(context.Background(), topic)
 	if err != nil {

@@ -34,6 +34,23 @@ type Measures struct {
 	LateEvents uint64
 }
 
+// Merge adds o into m: sums for every measure, max for LatencyMsMax. It is
+// how rows of different chunks combine into one group's totals.
+func (m *Measures) Merge(o *Measures) {
+	m.Requests += o.Requests
+	m.Errors += o.Errors
+	m.InputTokens += o.InputTokens
+	m.InputTextTokens += o.InputTextTokens
+	m.InputImageTokens += o.InputImageTokens
+	m.InputCachedTokens += o.InputCachedTokens
+	m.OutputTokens += o.OutputTokens
+	m.TotalTokens += o.TotalTokens
+	m.LatencyMsSum += o.LatencyMsSum
+	m.LatencyMsMax = max(m.LatencyMsMax, o.LatencyMsMax)
+	m.InconsistentEvents += o.InconsistentEvents
+	m.LateEvents += o.LateEvents
+}
+
 // Row is the running aggregate of one (window, dims) group over a chunk prefix.
 type Row struct {
 	WindowStart int64 // Unix seconds, UTC, aligned to the window size

@@ -46,11 +46,25 @@ func fromTotals(t loadgen.Totals) aggregate.Measures {
 	}
 }
 
-// equal compares the measures the generator knows; it does not track latency
-// max or inconsistent events.
+// equal compares the measures the generator knows per group; it does not
+// track latency max, inconsistent or late events per group (see Late).
 func equal(want, got aggregate.Measures) bool {
-	got.LatencyMsMax, got.InconsistentEvents = 0, 0
+	got.LatencyMsMax, got.InconsistentEvents, got.LateEvents = 0, 0, 0
 	return want == got
+}
+
+// Late compares the late events counted over all groups with the late
+// events the generator sent (each 1-3 hours behind the stream, far past any
+// sensible ALLOWED_LATENESS); "" means they agree.
+func Late(want *loadgen.Expected, got []sink.GroupTotals) string {
+	var n uint64
+	for _, g := range got {
+		n += g.Measures.LateEvents
+	}
+	if n != uint64(want.Mix.Late) {
+		return fmt.Sprintf("late_events = %d, want %d", n, want.Mix.Late)
+	}
+	return ""
 }
 
 // WriteTable prints got next to want, per workspace and model.

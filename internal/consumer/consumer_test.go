@@ -102,15 +102,7 @@ func (t *memTable) totals(window string) []sink.GroupTotals {
 			continue
 		}
 		m := by[[2]string{k.dims.WorkspaceID, k.dims.Model}]
-		m.Requests += r.m.Requests
-		m.Errors += r.m.Errors
-		m.InputTokens += r.m.InputTokens
-		m.InputTextTokens += r.m.InputTextTokens
-		m.InputImageTokens += r.m.InputImageTokens
-		m.InputCachedTokens += r.m.InputCachedTokens
-		m.OutputTokens += r.m.OutputTokens
-		m.TotalTokens += r.m.TotalTokens
-		m.LatencyMsSum += r.m.LatencyMsSum
+		m.Merge(&r.m)
 		by[[2]string{k.dims.WorkspaceID, k.dims.Model}] = m
 	}
 	out := make([]sink.GroupTotals, 0, len(by))

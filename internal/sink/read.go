@@ -23,7 +23,7 @@ func (s *Sink) TotalsByWorkspaceModel(ctx context.Context, window, topic string)
 	defer cancel()
 	q := `SELECT workspace_id, model, sum(requests), sum(errors), sum(input_tokens), sum(input_text_tokens),
 		sum(input_image_tokens), sum(input_cached_tokens), sum(output_tokens), sum(total_tokens),
-		sum(latency_ms_sum), max(latency_ms_max), sum(inconsistent_events)
+		sum(latency_ms_sum), max(latency_ms_max), sum(inconsistent_events), sum(late_events)
 	FROM ` + s.database + `.usage_` + window + ` WHERE topic = ? GROUP BY workspace_id, model ORDER BY workspace_id, model`
 	rows, err := s.conn.Query(ctx, q, topic)
 	if err != nil {
@@ -36,7 +36,7 @@ func (s *Sink) TotalsByWorkspaceModel(ctx context.Context, window, topic string)
 		m := &g.Measures
 		if err := rows.Scan(&g.WorkspaceID, &g.Model, &m.Requests, &m.Errors, &m.InputTokens, &m.InputTextTokens,
 			&m.InputImageTokens, &m.InputCachedTokens, &m.OutputTokens, &m.TotalTokens,
-			&m.LatencyMsSum, &m.LatencyMsMax, &m.InconsistentEvents); err != nil {
+			&m.LatencyMsSum, &m.LatencyMsMax, &m.InconsistentEvents, &m.LateEvents); err != nil {
 			return nil, fmt.Errorf("scan usage_%s totals: %w", window, err)
 		}
 		out = append(out, g)
