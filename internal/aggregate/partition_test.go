@@ -81,7 +81,6 @@ func (rt *replacingTable) sums() map[string]Measures {
 	return out
 }
 
-
 func genLog(seed uint64, n int) []record {
 	r := rand.New(rand.NewPCG(seed, 1))
 	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
