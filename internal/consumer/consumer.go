@@ -244,6 +244,7 @@ func (c *Consumer) pollEndOffsets(ctx context.Context) {
 func (c *Consumer) updateProgressMetrics(now time.Time) {
 	_, views := c.status.snapshot(now)
 	var closedMin, newest int64
+	closedKnown := len(views) > 0
 	for i, v := range views {
 		label := strconv.Itoa(v.partition)
 		if v.lag >= 0 {
@@ -255,13 +256,18 @@ func (c *Consumer) updateProgressMetrics(now time.Time) {
 		if i == 0 || v.closedMs < closedMin {
 			closedMin = v.closedMs
 		}
+		closedKnown = closedKnown && v.closedMs > 0
 		newest = max(newest, v.maxEventMs)
 	}
-	if closedMin > 0 {
+	// Until every assigned partition wrote a closed_through the oldest one is
+	// unknown; publishing 0 would read as "nothing complete since 1970".
+	if closedKnown {
 		c.metrics.closed.Set(float64(closedMin) / 1000)
 	}
 	if newest > 0 {
-		c.metrics.freshness.Set(now.Sub(time.UnixMilli(newest)).Seconds())
+		// Events stamped ahead of this clock (within MAX_FUTURE_SKEW) count
+		// as fresh, not as negative staleness.
+		c.metrics.freshness.Set(max(now.Sub(time.UnixMilli(newest)).Seconds(), 0))
 	}
 	ready := 0.0
 	if c.Ready() == nil {
