@@ -224,11 +224,16 @@ func (p *Partition) Add(offset int64, ev *events.Event) Outcome {
 	h := xxh3.Hash128(ev.ID)
 	_, inCur := p.cur[h]
 	_, inPrev := p.prev[h]
+	// Every valid id joins the current chunk's set, duplicates included: the
+	// set must equal what Warm rebuilds from this chunk's records on a
+	// restart, which cannot know which of them were duplicates of the chunk
+	// before. So a chain of repeats keeps dropping as long as no chunk in
+	// between lacks the id.
+	p.cur[h] = struct{}{}
 	if inCur || inPrev {
 		p.progress.Duplicates++
 		return Duplicate
 	}
-	p.cur[h] = struct{}{}
 	p.progress.Accepted++
 	if late {
 		p.progress.Late++

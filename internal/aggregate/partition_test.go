@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"fmt"
+	"slices"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -282,6 +283,36 @@ func TestDedupHorizon(t *testing.T) {
 				t.Errorf("duplicate = %v, want %v", got, tc.duplicate)
 			}
 		})
+	}
+}
+
+// TestDedupChainIsReplayDeterministic repeats one id in three consecutive
+// chunks. The consumer that read all three and one that resumes at the third
+// chunk (warming up on the second) must drop the same repeats.
+func TestDedupChainIsReplayDeterministic(t *testing.T) {
+	const chunk = 100
+	ev := &events.Event{ID: []byte("a"), TimeMs: 60_000, WorkspaceID: []byte("w"), Model: []byte("m"), Endpoint: []byte("e")}
+	offsets := []int64{10, 150, 250} // chunks 0, 1 and 2
+
+	full := NewPartition(testConfig(chunk))
+	var got []Outcome
+	for _, off := range offsets {
+		if c := full.ChunkOf(off); c != full.Chunk() {
+			full.Begin(c)
+		}
+		got = append(got, full.Add(off, ev))
+	}
+	want := []Outcome{Counted, Duplicate, Duplicate}
+	if !slices.Equal(got, want) {
+		t.Fatalf("full pass outcomes = %v, want %v", got, want)
+	}
+
+	resumed := NewPartition(testConfig(chunk))
+	resumed.Begin(1)
+	resumed.Warm(ev) // offset 150, read during warm-up
+	resumed.Begin(2)
+	if o := resumed.Add(250, ev); o != want[2] {
+		t.Errorf("after resuming at chunk 2 the third repeat is %v, want %v as in the full pass", o, want[2])
 	}
 }
 
