@@ -45,7 +45,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 		// warm up a previous chunk, and the dedup horizon is exercised.
 		"CHUNK_SIZE=400",
 		"FLUSH_INTERVAL=300ms",
-		"SHUTDOWN_TIMEOUT=10s",
+		"SHUTDOWN_TIMEOUT=5s", // below the session timeout
 		"METRICS_ADDR=127.0.0.1:0",
 		"LOG_LEVEL=info",
 	}

@@ -27,3 +27,5 @@ echo "== go test (KAFKA_BROKERS=$KAFKA_BROKERS CLICKHOUSE_ADDR=$CLICKHOUSE_ADDR)
 go test -count=1 -timeout 25m "$@" ./...
 echo "== Helm chart: helm lint and rendered objects decoded into the Kubernetes API types"
 deploy/helm/test.sh
+echo "== fault-injection suite, short form (full form and docs/RELIABILITY.md: faults/run.sh)"
+FAULTS_SHORT=1 FAULTS_REPORT="$repo/.run/faults/RELIABILITY-short.md" faults/run.sh

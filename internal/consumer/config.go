@@ -19,7 +19,8 @@ type Config struct {
 	FlushInterval time.Duration
 	// ShutdownTimeout bounds the final write+commit of each partition when its
 	// generation ends (SIGTERM or rebalance). It must stay below
-	// RebalanceTimeout, or the group would evict us while we flush.
+	// RebalanceTimeout and SessionTimeout: kafka-go neither rejoins nor
+	// heartbeats until every partition finished, and the group would evict us.
 	ShutdownTimeout time.Duration
 	// FetchMaxBytes is the most a fetch returns per partition. It must exceed
 	// the broker's message.max.bytes so an oversized poison message can still
@@ -85,6 +86,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("FLUSH_INTERVAL must be >= 100ms, got %s", c.FlushInterval)
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("SHUTDOWN_TIMEOUT must be > 0, got %s", c.ShutdownTimeout)
+	case c.ShutdownTimeout >= c.SessionTimeout:
+		// kafka-go stops heartbeating while an ended generation's partitions
+		// do their final flush; a longer flush gets the member evicted.
+		return fmt.Errorf("SHUTDOWN_TIMEOUT (%s) must be below KAFKA_SESSION_TIMEOUT (%s)", c.ShutdownTimeout, c.SessionTimeout)
 	case c.RebalanceTimeout <= c.ShutdownTimeout:
 		return fmt.Errorf("KAFKA_REBALANCE_TIMEOUT (%s) must exceed SHUTDOWN_TIMEOUT (%s)", c.RebalanceTimeout, c.ShutdownTimeout)
 	case c.FetchMaxBytes < 1024:

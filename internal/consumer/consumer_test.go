@@ -165,7 +165,7 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Brokers, cfg.Topic, cfg.GroupID = bs, topic, topic
 	cfg.FlushInterval, cfg.RetryBackoffMax = 200*time.Millisecond, 300*time.Millisecond
-	cfg.SessionTimeout, cfg.HeartbeatInterval = 6*time.Second, time.Second
+	cfg.SessionTimeout, cfg.HeartbeatInterval, cfg.ShutdownTimeout = 6*time.Second, time.Second, 5*time.Second
 	agg := aggregate.DefaultConfig()
 	agg.ChunkSize = 500
 	reg := prometheus.NewRegistry()
@@ -288,6 +288,7 @@ func TestDeadLettersCarryTheOriginalMessage(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Brokers, cfg.Topic, cfg.GroupID, cfg.DeadLetterTopic = bs, topic, topic, dlq
 	cfg.FlushInterval, cfg.SessionTimeout, cfg.HeartbeatInterval = 200*time.Millisecond, 6*time.Second, time.Second
+	cfg.ShutdownTimeout = 5 * time.Second
 	agg := aggregate.DefaultConfig()
 	agg.ChunkSize = 500
 	table := newMemTable()

@@ -36,6 +36,9 @@ type partitionWorker struct {
 	dec       *events.Decoder
 	state     *aggregate.Partition
 	ev        events.Event
+	// committed is the group's committed offset for the partition: the one
+	// assigned, then the last this worker committed. Commits only move it up.
+	committed int64
 	// warmUntil is the first offset that is aggregated; records below it
 	// (the chunk before the resume chunk) only rebuild the dedup set.
 	warmUntil int64
@@ -174,6 +177,7 @@ func (w *partitionWorker) resume(ctx context.Context, committed int64) (int64, b
 	if !ok {
 		return 0, false
 	}
+	w.committed = committed
 	if committed < 0 { // nothing committed: start at the beginning of the log
 		committed = first
 	}
@@ -328,13 +332,19 @@ func (w *partitionWorker) flush(ctx context.Context) error {
 		select {} // SIGKILL cannot be caught; wait for it to land
 	}
 	next := b.Progress.LastOffset + 1
-	start := time.Now()
-	if err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: next}}); err != nil {
-		w.c.metrics.commitErrs.Inc()
-		w.log.Warn().Err(err).Int64("offset", next).Msg("commit offset (harmless: resume re-reads the chunk)")
-	} else {
-		w.c.metrics.commits.Inc()
-		w.c.metrics.commitTime.Observe(time.Since(start).Seconds())
+	// A resumed partition re-reads its chunk from the start, so its first
+	// writes cover offsets below the commit it resumed from. Committing them
+	// would move the group's offset backwards: only commit forward.
+	if next > w.committed {
+		start := time.Now()
+		if err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: next}}); err != nil {
+			w.c.metrics.commitErrs.Inc()
+			w.log.Warn().Err(err).Int64("offset", next).Msg("commit offset (harmless: resume re-reads the chunk)")
+		} else {
+			w.committed = next
+			w.c.metrics.commits.Inc()
+			w.c.metrics.commitTime.Observe(time.Since(start).Seconds())
+		}
 	}
 	now := time.Now()
 	w.c.status.advance(w.partition, next, b.Progress.WatermarkMs, b.Progress.MaxEventTimeMs, now)

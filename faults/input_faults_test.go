@@ -1,0 +1,280 @@
+//go:build faults
+
+package faults
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/usage-rollup/usage-rollup/internal/loadgen"
+)
+
+// poisonPrefix marks the keys of hand-made poison messages: the key says
+// which rejection reason the message must get.
+const poisonPrefix = "poison/"
+
+// poisonKinds are the hand-made poison messages and the reason each must be
+// rejected with (docs/event-contract.md).
+var poisonKinds = []struct {
+	reason string
+	value  func(now time.Time) []byte
+}{
+	{"invalid_json", func(now time.Time) []byte { return []byte(`{"id":"p","timestamp":"` + now.Format(time.RFC3339)) }},
+	{"invalid_json", func(time.Time) []byte { return []byte{0xff, 0xfe, 0x00, 'g', 'a', 'r', 'b', 'a', 'g', 'e'} }},
+	{"wrong_type", func(now time.Time) []byte {
+		return bytes.Replace(validEvent(now, "p-type"), []byte(`"workspace_id":"ws_poison"`), []byte(`"workspace_id":4711`), 1)
+	}},
+	{"wrong_type", func(now time.Time) []byte {
+		return bytes.Replace(validEvent(now, "p-type2"), []byte(`"output_tokens":5`), []byte(`"output_tokens":"5"`), 1)
+	}},
+	{"negative_count", func(now time.Time) []byte {
+		return bytes.Replace(validEvent(now, "p-neg"), []byte(`"output_tokens":5`), []byte(`"output_tokens":-5`), 1)
+	}},
+	{"future_timestamp", func(now time.Time) []byte { return validEvent(now.Add(72*time.Hour), "p-future") }},
+	{"conflicting_fields", func(now time.Time) []byte {
+		return bytes.Replace(validEvent(now, "p-conflict"), []byte(`"workspace_id":"ws_poison"`),
+			[]byte(`"workspace_id":"ws_poison","workspaceId":"ws_other"`), 1)
+	}},
+	{"conflicting_fields", func(now time.Time) []byte {
+		return bytes.Replace(validEvent(now, "p-conflict2"), []byte(`"output_tokens":5`),
+			[]byte(`"output_tokens":5,"outputTokens":6`), 1)
+	}},
+	// 5 MB: above MAX_MESSAGE_BYTES (1 MiB), below the topic's max.message.bytes.
+	{"oversized", func(now time.Time) []byte {
+		return bytes.Replace(validEvent(now, "p-big"), []byte(`"proj_poison"`),
+			[]byte(`"`+strings.Repeat("x", 5<<20)+`"`), 1)
+	}},
+}
+
+// validEvent is a well-formed event that the poison kinds break in one place.
+func validEvent(ts time.Time, id string) []byte {
+	return []byte(fmt.Sprintf(`{"id":%q,"timestamp":%q,"workspace_id":"ws_poison","project_id":"proj_poison",`+
+		`"api_key_id":"key_poison","provider":"openai","model":"gpt-4o","endpoint":"chat.completions","status_code":200,`+
+		`"latency_ms":100,"usage":{"input_tokens":10,"output_tokens":5,"total_tokens":15}}`, id, ts.UTC().Format(time.RFC3339Nano)))
+}
+
+// produceCustom writes a generated stream with its own writer: bal picks the
+// partitions, and inject(i) may add messages after generated message i. It
+// returns the generator's expected totals and how many messages were injected.
+func (s *scenario) produceCustom(cfg loadgen.Config, bal kafka.Balancer, inject func(i int) []kafka.Message) (loadgen.Expected, int, error) {
+	w := &kafka.Writer{
+		// Its own transport: kafka-go's shared default one caches cluster
+		// metadata for 6 s and would not know a topic created just now.
+		Transport: &kafka.Transport{ClientID: "usage-rollup-faults"},
+		Addr:      kafka.TCP(s.svc.brokers...), Topic: s.topic, Balancer: bal,
+		RequiredAcks: kafka.RequireAll, BatchSize: 500, BatchTimeout: 2 * time.Millisecond,
+		// Room for the 5 MB poison message (kafka-go's default batch limit is 1 MB).
+		BatchBytes: 16 << 20,
+	}
+	defer w.Close()
+	var buf []kafka.Message
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		err := writeRetrying(s.ctx, w, buf)
+		buf = buf[:0]
+		return err
+	}
+	i, injected := 0, 0
+	exp, err := loadgen.Generate(cfg, func(key, value []byte) error {
+		buf = append(buf, kafka.Message{Key: key, Value: value})
+		if inject != nil {
+			extra := inject(i)
+			injected += len(extra)
+			buf = append(buf, extra...)
+		}
+		i++
+		if len(buf) >= 500 {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	return exp, injected, err
+}
+
+// writeRetrying writes msgs and retries, a few times, only the messages that
+// failed with a retriable error: right after a topic is created the writer's
+// first metadata may not know it yet (UNKNOWN_TOPIC_OR_PARTITION).
+func writeRetrying(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) error {
+	for attempt := 0; ; attempt++ {
+		err := w.WriteMessages(ctx, msgs...)
+		if err == nil || attempt == 20 {
+			return err
+		}
+		var werrs kafka.WriteErrors
+		if !errors.As(err, &werrs) {
+			// The whole call failed before any message was sent (the
+			// writer's topic lookup): retry all of them.
+			var ke kafka.Error
+			if !errors.As(err, &ke) || !ke.Temporary() {
+				return err
+			}
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		var retry []kafka.Message
+		for i, e := range werrs {
+			if e == nil {
+				continue
+			}
+			var ke kafka.Error
+			if !errors.As(e, &ke) || !ke.Temporary() {
+				return err
+			}
+			retry = append(retry, msgs[i])
+		}
+		msgs = retry
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// poisonFromLog finds the hand-made poison messages in the log read back.
+func poisonFromLog(ctx context.Context, s *scenario) (map[offsetKey]string, error) {
+	n := int(s.partitions.Load())
+	ends, err := s.adm.endOffsets(ctx, s.topic, n)
+	if err != nil {
+		return nil, err
+	}
+	log, err := s.adm.readLog(ctx, s.topic, ends)
+	if err != nil {
+		return nil, err
+	}
+	out := map[offsetKey]string{}
+	for p, recs := range log {
+		for _, r := range recs {
+			if k, ok := strings.CutPrefix(string(r.key), poisonPrefix); ok {
+				out[offsetKey{p, r.offset}] = strings.Split(k, "/")[0]
+			}
+		}
+	}
+	return out, nil
+}
+
+// TestF09PoisonMessages mixes hand-made poison into the stream: bad JSON,
+// binary garbage, wrong types, negative counts, a 5 MB payload (the topic
+// allows 8 MB messages), far-future timestamps and both spellings of a field
+// in conflict. A consumer is killed mid-stream so poison is re-read too.
+func TestF09PoisonMessages(t *testing.T) {
+	s := newScenario(t, "F9", "poison messages: bad JSON, wrong types, negative counts, 5 MB, far future, conflicting spellings", 6,
+		scenarioOpt{topicConfigs: map[string]string{"max.message.bytes": "8388608"}})
+	reps := pick(2, 5)
+	a, b := s.start(), s.start()
+	now := time.Now()
+	cfg := genConfig(109, pick(8_000, 24_000), 0)
+	every := cfg.Count / (reps*len(poisonKinds) + 1)
+	next := 0
+	inject := func(i int) []kafka.Message {
+		if i == 0 || i%every != 0 || next >= reps*len(poisonKinds) {
+			return nil
+		}
+		k := poisonKinds[next%len(poisonKinds)]
+		next++
+		return []kafka.Message{{Key: []byte(fmt.Sprintf("%s%s/%d", poisonPrefix, k.reason, next)), Value: k.value(now)}}
+	}
+	done := make(chan struct{})
+	var exp loadgen.Expected
+	var injected int
+	var perr error
+	go func() {
+		defer close(done)
+		exp, injected, perr = s.produceCustom(cfg, &kafka.Hash{}, inject)
+	}()
+	time.Sleep(2 * time.Second)
+	a.kill9()
+	a = s.start()
+	<-done
+	if perr != nil {
+		t.Fatalf("produce with poison (a broker refusing the 5 MB message would show here): %v", perr)
+	}
+	s.addExpected(&exp)
+	s.markHealed()
+	s.res.note(t, "%d poison messages injected (%d kinds x %d), incl. %d of 5 MB accepted by the broker (topic max.message.bytes=8388608)",
+		injected, len(poisonKinds), reps, reps)
+	s.waitCaughtUp(recoveryBound)
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	poison, err := poisonFromLog(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(poison) != injected {
+		t.Fatalf("found %d poison messages in the log, injected %d", len(poison), injected)
+	}
+	s.verify(verifyOpts{poison: poison, extraRejected: injected})
+	s.stopAll(a, b)
+}
+
+// skipPartition balances over every partition but one, which stays idle.
+type skipPartition struct {
+	inner kafka.Balancer
+	idle  int
+}
+
+func (b skipPartition) Balance(msg kafka.Message, partitions ...int) int {
+	use := make([]int, 0, len(partitions))
+	for _, p := range partitions {
+		if p != b.idle {
+			use = append(use, p)
+		}
+	}
+	return b.inner.Balance(msg, use...)
+}
+
+// TestF11OutOfOrderAndIdlePartition sends a quarter of the events 1-3 hours
+// behind the stream (well past ALLOWED_LATENESS=10m), the rest with seconds
+// of jitter, and leaves one partition without any record. Late events must
+// land in their true windows and be counted as late exactly (I6); the idle
+// partition must not hold anything back.
+func TestF11OutOfOrderAndIdlePartition(t *testing.T) {
+	const partitions, idle = 4, 3
+	s := newScenario(t, "F11", "out-of-order events up to 3h late (lateness 10m), one idle partition", partitions)
+	a := s.start("IDLE_PARTITION_TIMEOUT=5s")
+	cfg := genConfig(111, pick(8_000, 24_000), 0)
+	cfg.LateRatio = 0.25
+	exp, _, err := s.produceCustom(cfg, skipPartition{inner: &kafka.Hash{}, idle: idle}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addExpected(&exp)
+	s.markHealed()
+	s.waitCaughtUp(recoveryBound)
+	v := s.verify(verifyOpts{})
+	if late, ok, err := a.metric("usage_rollup_events_late_total"); err == nil && ok {
+		// One consumer that never restarted: the metric counts each event once.
+		if uint64(late) != v.tr.late {
+			s.res.fail(t, "I6 late metric", fmt.Sprintf("usage_rollup_events_late_total = %.0f, log has %d late events", late, v.tr.late))
+		} else {
+			s.res.pass("I6 late metric", fmt.Sprintf("usage_rollup_events_late_total = %d", v.tr.late))
+		}
+	} else {
+		s.res.na("I6 late metric", "not yet available: no usage_rollup_events_late_total")
+	}
+	s.res.note(t, "%d of %d accepted events were generated 1-3h late; the log-derived watermark rule finds %d late",
+		exp.Mix.Late, exp.Accepted, v.tr.late)
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	if ok, _ := s.ch.hasColumn(ctx, "usage_progress", "idle"); ok {
+		var closed time.Time
+		var isIdle uint8
+		err := s.ch.conn.QueryRow(ctx, "SELECT closed_through, idle FROM "+s.db+".usage_progress WHERE topic = ? AND `partition` = ?",
+			s.topic, int32(idle)).Scan(&closed, &isIdle)
+		if err != nil {
+			s.res.note(t, "usage_progress has no row for the idle partition %d: %v", idle, err)
+		} else {
+			s.res.note(t, "usage_progress of idle partition %d: idle=%d, closed_through %s (%.0fs behind now)",
+				idle, isIdle, closed.UTC().Format(time.RFC3339), time.Since(closed).Seconds())
+		}
+	}
+	s.stopAll(a)
+}
