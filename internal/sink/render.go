@@ -31,7 +31,20 @@ const (
 	placeholderDatabase  = "{{database}}"
 	placeholderWindow    = "{{window}}"
 	placeholderDimension = "{{dimension}}"
+	placeholderCounter   = "{{counter}}"
+	placeholderTime      = "{{time}}"
 	windowSuffix         = ".window.sql"
+)
+
+// Column types of the measures and the window start. Current servers get
+// codecs: T64 packs the small integers of counters tightly and DoubleDelta
+// the sorted, evenly spaced window starts, before LZ4. 18.16 has no CODEC
+// clause. Rows and query results are the same either way.
+const (
+	counterCodec = "UInt64 CODEC(T64, LZ4)"
+	counterPlain = "UInt64"
+	timeCodec    = "DateTime('UTC') CODEC(DoubleDelta, LZ4)"
+	timePlain    = "DateTime('UTC')"
 )
 
 // Dimension column types. LowCardinality(String) dictionary-encodes the six
@@ -97,6 +110,12 @@ func renderMigrations(fsys fs.FS, version, database string, windows []aggregate.
 	if err != nil {
 		return nil, err
 	}
+	// Codecs arrived in the same generation of servers as production-ready
+	// LowCardinality, so one version line decides both.
+	counter, tm := counterPlain, timePlain
+	if dim == dimensionLowCardinality {
+		counter, tm = counterCodec, timeCodec
+	}
 	files, err := fs.Glob(fsys, "clickhouse/*.sql")
 	if err != nil {
 		return nil, fmt.Errorf("render migrations: %w", err)
@@ -120,6 +139,8 @@ func renderMigrations(fsys fs.FS, version, database string, windows []aggregate.
 		}
 		text := strings.ReplaceAll(string(raw), placeholderDatabase, "`"+database+"`")
 		text = strings.ReplaceAll(text, placeholderDimension, dim)
+		text = strings.ReplaceAll(text, placeholderCounter, counter)
+		text = strings.ReplaceAll(text, placeholderTime, tm)
 		if name, ok := strings.CutSuffix(base, windowSuffix); ok {
 			for _, w := range windows {
 				m, err := renderFile(base, version, name+"@"+w.Name, strings.ReplaceAll(text, placeholderWindow, w.Name))

@@ -72,8 +72,22 @@ func TestRenderMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Count(strings.Join(modern[4].Statements, "\n"), "LowCardinality(String)"); got != 6 {
+	modern1m := strings.Join(modern[4].Statements, "\n")
+	if got := strings.Count(modern1m, "LowCardinality(String)"); got != 6 {
 		t.Errorf("modern usage_rollup_1m has %d LowCardinality columns, want the 6 dimensions", got)
+	}
+	if got := strings.Count(modern1m, counterCodec); got != 12 {
+		t.Errorf("modern usage_rollup_1m has %d codec counters, want the 12 measures", got)
+	}
+	if !strings.Contains(modern1m, "window_start        "+timeCodec) {
+		t.Errorf("modern usage_rollup_1m window_start has no codec:\n%s", modern1m)
+	}
+	for _, m := range old {
+		for _, stmt := range m.Statements {
+			if strings.Contains(stmt, "CODEC") || strings.Contains(stmt, "{{") {
+				t.Errorf("18.16 migration %s has a codec or an unreplaced placeholder:\n%s", m.Name, stmt)
+			}
+		}
 	}
 }
 

@@ -7,7 +7,7 @@
 -- different chunks are disjoint and add up.
 CREATE TABLE IF NOT EXISTS {{database}}.usage_rollup_{{window}}
 (
-    window_start        DateTime('UTC'),
+    window_start        {{time}},
     workspace_id        {{dimension}},
     project_id          {{dimension}},
     api_key_id          {{dimension}},
@@ -19,18 +19,18 @@ CREATE TABLE IF NOT EXISTS {{database}}.usage_rollup_{{window}}
     chunk               Int64,
     segment             Int64,
     version             UInt64,
-    requests            UInt64,
-    errors              UInt64,
-    input_tokens        UInt64,
-    input_text_tokens   UInt64,
-    input_image_tokens  UInt64,
-    input_cached_tokens UInt64,
-    output_tokens       UInt64,
-    total_tokens        UInt64,
-    latency_ms_sum      UInt64,
-    latency_ms_max      UInt64,
-    inconsistent_events UInt64,
-    late_events         UInt64,
+    requests            {{counter}},
+    errors              {{counter}},
+    input_tokens        {{counter}},
+    input_text_tokens   {{counter}},
+    input_image_tokens  {{counter}},
+    input_cached_tokens {{counter}},
+    output_tokens       {{counter}},
+    total_tokens        {{counter}},
+    latency_ms_sum      {{counter}},
+    latency_ms_max      {{counter}},
+    inconsistent_events {{counter}},
+    late_events         {{counter}},
     written_at          DateTime('UTC')
 )
 ENGINE = ReplacingMergeTree(version)
