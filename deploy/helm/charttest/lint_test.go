@@ -19,7 +19,9 @@ func findHelm() string {
 	}
 	var dirs []string
 	if out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output(); err == nil {
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		// One line per variable; GOBIN is usually empty, so trim only the
+		// final newline, never the leading empty line.
+		lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 		if len(lines) == 2 {
 			if lines[0] != "" {
 				dirs = append(dirs, lines[0])
