@@ -69,7 +69,7 @@ func newMetrics(reg prometheus.Registerer, windows []string) *metrics {
 		closed:        gauge("usage_rollup_closed_through_timestamp_seconds", "Oldest closed_through over the assigned partitions: windows ending before it are complete."),
 		freshness:     gauge("usage_rollup_freshness_seconds", "Seconds between now and the newest event time written to ClickHouse."),
 		lastProgress:  gauge("usage_rollup_last_progress_timestamp_seconds", "Time of the last durable write and commit."),
-		ready:         gauge("usage_rollup_ready", "1 when the consumer reports ready."),
+		ready:         gauge("usage_rollup_ready", "1 once the consumer joined its group; /readyz also requires a ClickHouse ping."),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "usage_rollup_events_rejected_total", Help: "Messages rejected by the decoder, by reason.",
 		}, []string{"reason"}),
