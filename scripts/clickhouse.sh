@@ -45,7 +45,7 @@ config=$run_dir/config.xml
 
 # start_timeout is how long start waits for `SELECT 1` to succeed; a cold
 # server on a small VM needs a few seconds to load system tables.
-start_timeout=60
+start_timeout="${CLICKHOUSE_START_TIMEOUT:-180}" # loading many tables at start-up takes a while
 # stop_timeout is how long stop waits after SIGTERM before SIGKILL; ClickHouse
 # finishes in-flight merges and flushes logs on SIGTERM.
 stop_timeout=30

@@ -2,17 +2,9 @@ package consumer
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/usage-rollup/usage-rollup/internal/testpki"
 )
 
 // testPassword is distinctive so that a leak is unmistakable in any output.
@@ -130,9 +124,9 @@ func TestSecretsNeverPrinted(t *testing.T) {
 }
 
 func TestDialerAndTransport(t *testing.T) {
-	pki := writeTestPKI(t)
+	pki := testpki.Write(t)
 	sec := Security{
-		TLS: true, CAFile: pki.ca, CertFile: pki.cert, KeyFile: pki.key,
+		TLS: true, CAFile: pki.CA, CertFile: pki.Cert, KeyFile: pki.Key,
 		SASLMechanism: SASLScramSHA512, SASLUsername: "usage", SASLPassword: testPassword,
 	}
 	d, err := sec.Dialer(7 * time.Second)
@@ -162,15 +156,15 @@ func TestDialerAndTransport(t *testing.T) {
 }
 
 func TestDialerFileErrors(t *testing.T) {
-	pki := writeTestPKI(t)
+	pki := testpki.Write(t)
 	dir := t.TempDir()
 	// A key file that is not a valid key but holds a secret-looking line:
 	// errors must not quote file contents.
 	badKey := filepath.Join(dir, "bad.key")
-	mustWrite(t, badKey, "-----BEGIN PRIVATE KEY-----\n"+testPassword+"\n-----END PRIVATE KEY-----\n")
+	testpki.WriteFile(t, badKey, "-----BEGIN PRIVATE KEY-----\n"+testPassword+"\n-----END PRIVATE KEY-----\n")
 	notPEM := filepath.Join(dir, "ca.txt")
-	mustWrite(t, notPEM, testPassword+"\n")
-	otherKey := writeTestPKI(t).key
+	testpki.WriteFile(t, notPEM, testPassword+"\n")
+	otherKey := testpki.Write(t).Key
 	missing := filepath.Join(dir, "missing.pem")
 	tests := []struct {
 		name string
@@ -179,9 +173,9 @@ func TestDialerFileErrors(t *testing.T) {
 	}{
 		{"missing CA", Security{TLS: true, CAFile: missing}, []string{"KAFKA_TLS_CA_FILE", missing}},
 		{"CA not PEM", Security{TLS: true, CAFile: notPEM}, []string{"KAFKA_TLS_CA_FILE", notPEM}},
-		{"missing cert", Security{TLS: true, CertFile: missing, KeyFile: pki.key}, []string{"KAFKA_TLS_CERT_FILE", missing}},
-		{"bad key", Security{TLS: true, CertFile: pki.cert, KeyFile: badKey}, []string{"KAFKA_TLS_KEY_FILE", badKey}},
-		{"key of another cert", Security{TLS: true, CertFile: pki.cert, KeyFile: otherKey}, []string{"KAFKA_TLS_KEY_FILE", "does not match"}},
+		{"missing cert", Security{TLS: true, CertFile: missing, KeyFile: pki.Key}, []string{"KAFKA_TLS_CERT_FILE", missing}},
+		{"bad key", Security{TLS: true, CertFile: pki.Cert, KeyFile: badKey}, []string{"KAFKA_TLS_KEY_FILE", badKey}},
+		{"key of another cert", Security{TLS: true, CertFile: pki.Cert, KeyFile: otherKey}, []string{"KAFKA_TLS_KEY_FILE", "does not match"}},
 		{"invalid", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, []string{"KAFKA_SASL_USERNAME"}},
 	}
 	for _, tt := range tests {
@@ -199,57 +193,5 @@ func TestDialerFileErrors(t *testing.T) {
 				t.Errorf("error reveals file contents or password: %v", err)
 			}
 		})
-	}
-}
-
-type testPKI struct{ ca, cert, key string }
-
-// writeTestPKI writes a CA and a client certificate signed by it, as PEM
-// files in a temporary directory.
-func writeTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "usage-rollup"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caTmpl, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testPKI{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "client.pem"), key: filepath.Join(dir, "client.key")}
-	mustWrite(t, p.ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
-	mustWrite(t, p.cert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})))
-	mustWrite(t, p.key, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
-	return p
-}
-
-func mustWrite(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

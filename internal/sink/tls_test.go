@@ -3,23 +3,16 @@ package sink
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/usage-rollup/usage-rollup/internal/testpki"
 )
 
 // testPassword is distinctive so that a leak is unmistakable in any output.
@@ -97,9 +90,9 @@ func TestTLSConfig(t *testing.T) {
 	if tc, err := DefaultConfig().tlsConfig(); tc != nil || err != nil {
 		t.Fatalf("TLS off: tlsConfig() = %v, %v; want nil, nil", tc, err)
 	}
-	pki := writeTestPKI(t)
+	pki := testpki.Write(t)
 	cfg := DefaultConfig()
-	cfg.TLS, cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = true, pki.ca, pki.cert, pki.key
+	cfg.TLS, cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile = true, pki.CA, pki.Cert, pki.Key
 	tc, err := cfg.tlsConfig()
 	if err != nil {
 		t.Fatalf("tlsConfig: %v", err)
@@ -113,12 +106,12 @@ func TestTLSConfig(t *testing.T) {
 // TestOpenFileErrors checks that Open fails on unusable TLS files before
 // dialing, naming the variable and path but no file contents.
 func TestOpenFileErrors(t *testing.T) {
-	pki := writeTestPKI(t)
+	pki := testpki.Write(t)
 	dir := t.TempDir()
 	badKey := filepath.Join(dir, "bad.key")
-	mustWrite(t, badKey, "-----BEGIN PRIVATE KEY-----\n"+testPassword+"\n-----END PRIVATE KEY-----\n")
+	testpki.WriteFile(t, badKey, "-----BEGIN PRIVATE KEY-----\n"+testPassword+"\n-----END PRIVATE KEY-----\n")
 	notPEM := filepath.Join(dir, "ca.txt")
-	mustWrite(t, notPEM, testPassword+"\n")
+	testpki.WriteFile(t, notPEM, testPassword+"\n")
 	missing := filepath.Join(dir, "missing.pem")
 	tests := []struct {
 		name          string
@@ -128,8 +121,8 @@ func TestOpenFileErrors(t *testing.T) {
 	}{
 		{"missing CA", missing, "", "", "CLICKHOUSE_TLS_CA_FILE", missing, true},
 		{"CA not PEM", notPEM, "", "", "CLICKHOUSE_TLS_CA_FILE", notPEM, false},
-		{"missing cert", "", missing, pki.key, "CLICKHOUSE_TLS_CERT_FILE", missing, true},
-		{"bad key", pki.ca, pki.cert, badKey, "CLICKHOUSE_TLS_KEY_FILE", badKey, false},
+		{"missing cert", "", missing, pki.Key, "CLICKHOUSE_TLS_CERT_FILE", missing, true},
+		{"bad key", pki.CA, pki.Cert, badKey, "CLICKHOUSE_TLS_KEY_FILE", badKey, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,57 +143,5 @@ func TestOpenFileErrors(t *testing.T) {
 				t.Errorf("error reveals file contents or password: %v", err)
 			}
 		})
-	}
-}
-
-type testPKI struct{ ca, cert, key string }
-
-// writeTestPKI writes a CA and a client certificate signed by it, as PEM
-// files in a temporary directory.
-func writeTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "usage-rollup"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caTmpl, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := testPKI{ca: filepath.Join(dir, "ca.pem"), cert: filepath.Join(dir, "client.pem"), key: filepath.Join(dir, "client.key")}
-	mustWrite(t, p.ca, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
-	mustWrite(t, p.cert, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})))
-	mustWrite(t, p.key, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
-	return p
-}
-
-func mustWrite(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
