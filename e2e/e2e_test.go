@@ -11,6 +11,7 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/check"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
@@ -24,22 +25,22 @@ const partitions = 6
 // generator's ground truth exactly after each phase, and every malformed
 // message must have exactly one row in usage_rejected.
 func TestCrashRestartAndReplayStayExact(t *testing.T) {
-	svc := needServices(t)
+	svc := servicetest.Need(t)
 	topic, db, group := randomName("e2e"), randomName("e2e"), randomName("e2e")
 	ctx := context.Background()
-	if _, _, err := loadgen.EnsureTopic(ctx, svc.brokers, topic, partitions); err != nil {
+	if _, _, err := loadgen.EnsureTopic(ctx, svc.Brokers, topic, partitions); err != nil {
 		t.Fatalf("create topic: %v", err)
 	}
 	snk := openSink(t, svc, db)
 	kc := kafkaClient(svc)
 	env := []string{
-		"KAFKA_BROKERS=" + strings.Join(svc.brokers, ","),
+		"KAFKA_BROKERS=" + strings.Join(svc.Brokers, ","),
 		"KAFKA_TOPIC=" + topic,
 		"KAFKA_GROUP_ID=" + group,
 		"KAFKA_SESSION_TIMEOUT=6s",
 		"KAFKA_HEARTBEAT_INTERVAL=1s",
 		"KAFKA_REBALANCE_TIMEOUT=20s",
-		"CLICKHOUSE_ADDR=" + svc.clickhouse,
+		"CLICKHOUSE_ADDR=" + svc.ClickHouse,
 		"CLICKHOUSE_DATABASE=" + db,
 		// Small chunks so the stream crosses many chunk boundaries, restarts
 		// warm up a previous chunk, and the dedup horizon is exercised.
@@ -59,7 +60,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	}
 	prodDone := make(chan produced, 1)
 	go func() {
-		exp, err := loadgen.Produce(ctx, svc.brokers, topic, gen)
+		exp, err := loadgen.Produce(ctx, svc.Brokers, topic, gen)
 		prodDone <- produced{exp, err}
 	}()
 

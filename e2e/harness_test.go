@@ -7,16 +7,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,59 +20,22 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 var binary string // the consumer binary built once by TestMain
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "usage-rollup-e2e")
+	bin, cleanup, err := servicetest.BuildConsumer("../cmd/consumer")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "consumer")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/consumer")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build consumer:", err)
-		os.Exit(1)
-	}
+	binary = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
-}
-
-type services struct {
-	brokers    []string
-	clickhouse string
-}
-
-// needServices returns the service addresses or skips (fails when required).
-func needServices(t *testing.T) services {
-	t.Helper()
-	s := services{
-		brokers:    strings.Split(envOr("KAFKA_BROKERS", "127.0.0.1:9092"), ","),
-		clickhouse: envOr("CLICKHOUSE_ADDR", "127.0.0.1:9000"),
-	}
-	for _, addr := range []string{s.brokers[0], s.clickhouse} {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
-				t.Fatalf("service %s unreachable: %v (start them with scripts/test.sh)", addr, err)
-			}
-			t.Skipf("service %s unreachable: %v", addr, err)
-		}
-		c.Close()
-	}
-	return s
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func randomName(prefix string) string {
@@ -89,34 +47,16 @@ type consumer struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *servicetest.SyncBuffer
 	done chan struct{}
 	err  error
-}
-
-// syncBuffer collects a process's output; the process writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startConsumer runs the binary with the base environment plus extra
 // variables ("K=V"). Its output is printed if the test fails.
 func startConsumer(t *testing.T, name string, env []string, extra ...string) *consumer {
 	t.Helper()
-	c := &consumer{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	c := &consumer{t: t, name: name, out: &servicetest.SyncBuffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(binary)
 	c.cmd.Env = append(append(os.Environ(), env...), extra...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
@@ -186,10 +126,10 @@ func (c *consumer) waitKilled(limit time.Duration) {
 }
 
 // openSink opens a reader on the test database (creating it).
-func openSink(t *testing.T, s services, db string) *sink.Sink {
+func openSink(t *testing.T, s servicetest.Services, db string) *sink.Sink {
 	t.Helper()
 	cfg := sink.DefaultConfig()
-	cfg.Addr, cfg.Database, cfg.Migrate = []string{s.clickhouse}, db, true
+	cfg.Addr, cfg.Database, cfg.Migrate = []string{s.ClickHouse}, db, true
 	windows, err := aggregate.ParseWindows("1m,1h")
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +144,8 @@ func openSink(t *testing.T, s services, db string) *sink.Sink {
 }
 
 // kafkaClient returns an admin client for the test broker.
-func kafkaClient(s services) *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(s.brokers...), Timeout: 10 * time.Second}
+func kafkaClient(s servicetest.Services) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(s.Brokers...), Timeout: 10 * time.Second}
 }
 
 // endOffsets returns the high watermark of every partition.

@@ -24,13 +24,14 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	kconsumer "github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 // secureServices are the TLS and SASL endpoints of the local servers and the
 // test credentials scripts/certs.sh, kafka.sh and clickhouse.sh generated.
 type secureServices struct {
-	services
+	servicetest.Services
 	saslPlaintext, ssl, saslSSL string // Kafka listener addresses
 	clickhouseTLS               string // ClickHouse tcp_port_secure address
 	ca, cert, key               string // CA and client certificate files
@@ -42,7 +43,7 @@ type secureServices struct {
 // USAGE_ROLLUP_REQUIRE_SERVICES=1) if a file or port is missing.
 func needSecureServices(t *testing.T) secureServices {
 	t.Helper()
-	svc := needServices(t)
+	svc := servicetest.Need(t)
 	missing := func(format string, args ...any) {
 		t.Helper()
 		msg := fmt.Sprintf(format, args...) + " (scripts/kafka.sh start and scripts/clickhouse.sh start set them up)"
@@ -53,7 +54,7 @@ func needSecureServices(t *testing.T) secureServices {
 	}
 	// The scripts' state root; scripts/test.sh runs them from the repository
 	// root, the parent of this package's directory.
-	run := envOr("USAGE_ROLLUP_RUN_DIR", ".run")
+	run := servicetest.EnvOr("USAGE_ROLLUP_RUN_DIR", ".run")
 	if !filepath.IsAbs(run) {
 		run = filepath.Join("..", run)
 	}
@@ -65,20 +66,20 @@ func needSecureServices(t *testing.T) secureServices {
 		}
 		return strings.TrimSpace(string(b))
 	}
-	kafkaHost, _, err := net.SplitHostPort(svc.brokers[0])
+	kafkaHost, _, err := net.SplitHostPort(svc.Brokers[0])
 	if err != nil {
 		t.Fatalf("KAFKA_BROKERS: %v", err)
 	}
-	chHost, _, err := net.SplitHostPort(svc.clickhouse)
+	chHost, _, err := net.SplitHostPort(svc.ClickHouse)
 	if err != nil {
 		t.Fatalf("CLICKHOUSE_ADDR: %v", err)
 	}
 	s := secureServices{
-		services:      svc,
-		saslPlaintext: net.JoinHostPort(kafkaHost, envOr("KAFKA_SASL_PORT", "9096")),
-		ssl:           net.JoinHostPort(kafkaHost, envOr("KAFKA_SSL_PORT", "9097")),
-		saslSSL:       net.JoinHostPort(kafkaHost, envOr("KAFKA_SASL_SSL_PORT", "9098")),
-		clickhouseTLS: net.JoinHostPort(chHost, envOr("CLICKHOUSE_SECURE_PORT", "9440")),
+		Services:      svc,
+		saslPlaintext: net.JoinHostPort(kafkaHost, servicetest.EnvOr("KAFKA_SASL_PORT", "9096")),
+		ssl:           net.JoinHostPort(kafkaHost, servicetest.EnvOr("KAFKA_SSL_PORT", "9097")),
+		saslSSL:       net.JoinHostPort(kafkaHost, servicetest.EnvOr("KAFKA_SASL_SSL_PORT", "9098")),
+		clickhouseTLS: net.JoinHostPort(chHost, servicetest.EnvOr("CLICKHOUSE_SECURE_PORT", "9440")),
 		ca:            filepath.Join(run, "certs", "ca.pem"),
 		cert:          filepath.Join(run, "certs", "client.pem"),
 		key:           filepath.Join(run, "certs", "client.key"),
@@ -374,7 +375,7 @@ func secureSinkConfig(t *testing.T, s secureServices, db string) sink.Config {
 // dropDatabaseAtCleanup drops db over the plain port as the default user.
 func dropDatabaseAtCleanup(t *testing.T, s secureServices, db string) {
 	t.Cleanup(func() {
-		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.clickhouse}, Protocol: clickhouse.Native})
+		conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.ClickHouse}, Protocol: clickhouse.Native})
 		if err != nil {
 			t.Logf("drop %s: %v", db, err)
 			return

@@ -137,7 +137,7 @@ func TestF13DedupChainAcrossResume(t *testing.T) {
 		}
 		msgs[i] = kafka.Message{Key: []byte(id), Value: validEvent(ts, id)}
 	}
-	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(s.svc.brokers...), Topic: s.topic, RequiredAcks: kafka.RequireAll,
+	w := &kafka.Writer{Transport: &kafka.Transport{}, Addr: kafka.TCP(s.svc.Brokers...), Topic: s.topic, RequiredAcks: kafka.RequireAll,
 		BatchSize: 500, BatchTimeout: 2 * time.Millisecond, Balancer: &kafka.Hash{}}
 	err := writeRetrying(s.ctx, w, msgs)
 	w.Close()

@@ -68,7 +68,7 @@ func (s *scenario) produceCustom(cfg loadgen.Config, bal kafka.Balancer, inject 
 		// Its own transport: kafka-go's shared default one caches cluster
 		// metadata for 6 s and would not know a topic created just now.
 		Transport: &kafka.Transport{ClientID: "usage-rollup-faults"},
-		Addr:      kafka.TCP(s.svc.brokers...), Topic: s.topic, Balancer: bal,
+		Addr:      kafka.TCP(s.svc.Brokers...), Topic: s.topic, Balancer: bal,
 		RequiredAcks: kafka.RequireAll, BatchSize: 500, BatchTimeout: 2 * time.Millisecond,
 		// Room for the 5 MB poison message (kafka-go's default batch limit is 1 MB).
 		BatchBytes: 16 << 20,

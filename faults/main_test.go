@@ -24,27 +24,21 @@ package faults
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 )
 
 // binary is the consumer binary, built once by TestMain.
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "usage-rollup-faults")
+	bin, cleanup, err := servicetest.BuildConsumer("../cmd/consumer")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "consumer")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/consumer")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build consumer:", err)
-		os.Exit(1)
-	}
+	binary = bin
 	code := m.Run()
 	if path := os.Getenv("FAULTS_REPORT"); path != "" {
 		if err := writeReport(path); err != nil {
@@ -53,6 +47,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	stopOwnBroker()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }

@@ -13,10 +13,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 )
 
 // consumer is one running consumer process.
@@ -24,28 +25,10 @@ type consumer struct {
 	t       *testing.T
 	name    string
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *servicetest.SyncBuffer
 	metrics string // host:port of its /metrics
 	done    chan struct{}
 	err     error
-}
-
-// syncBuffer collects a process's output; the process writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // freePort returns a loopback address nobody listens on right now.
@@ -64,7 +47,7 @@ func freePort(t *testing.T) string {
 // when FAULTS_LOG_DIR is set.
 func startConsumer(t *testing.T, name string, env []string, extra ...string) *consumer {
 	t.Helper()
-	c := &consumer{t: t, name: name, out: &syncBuffer{}, done: make(chan struct{}), metrics: freePort(t)}
+	c := &consumer{t: t, name: name, out: &servicetest.SyncBuffer{}, done: make(chan struct{}), metrics: freePort(t)}
 	c.cmd = exec.Command(binary)
 	c.cmd.Env = append(append(append(os.Environ(), env...), "METRICS_ADDR="+c.metrics), extra...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out

@@ -17,6 +17,7 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/check"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 )
 
 func eventsConfig() events.Config { return events.DefaultConfig() }
@@ -126,7 +127,7 @@ func writeReport(path string) error {
 		"CHUNK_SIZE=%d, FLUSH_INTERVAL=300ms, KAFKA_SESSION_TIMEOUT=%s, KAFKA_HEARTBEAT_INTERVAL=1s, "+
 		"KAFKA_REBALANCE_TIMEOUT=20s, SHUTDOWN_TIMEOUT=5s, WRITE_RETRY_MAX_BACKOFF=2s, CLICKHOUSE_INSERT_TIMEOUT=5s, "+
 		"ALLOWED_LATENESS=%s, GOMEMLIMIT=%dMiB.\n\n",
-		runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), runtime.Version(), envOr("KAFKA_BROKERS", "127.0.0.1:9092"),
+		runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU(), runtime.Version(), servicetest.EnvOr("KAFKA_BROKERS", "127.0.0.1:9092"),
 		clickhouseVersion(), chunkSize, sessionTimeout, allowedLateness, memoryCap>>20)
 	b.WriteString(invariantLegend)
 	b.WriteString("\n| case | fault | what was checked | result | recovery (I5) | case time |\n|---|---|---|---|---|---|\n")
@@ -201,7 +202,7 @@ func oneLine(s string) string {
 }
 
 func clickhouseVersion() string {
-	out, err := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", strings.Split(envOr("CLICKHOUSE_ADDR", "127.0.0.1:9000"), ":")[1],
+	out, err := exec.Command("clickhouse-client", "--host", "127.0.0.1", "--port", strings.Split(servicetest.EnvOr("CLICKHOUSE_ADDR", "127.0.0.1:9000"), ":")[1],
 		"-q", "SELECT version()").Output()
 	if err != nil {
 		return "(version unknown)"

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/faultproxy"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
@@ -44,38 +44,6 @@ func pick[T any](shortV, fullV T) T {
 	return fullV
 }
 
-// services are the addresses of the real Kafka broker and ClickHouse server.
-type services struct {
-	brokers    []string
-	clickhouse string
-}
-
-func needServices(t *testing.T) services {
-	t.Helper()
-	s := services{
-		brokers:    strings.Split(envOr("KAFKA_BROKERS", "127.0.0.1:9092"), ","),
-		clickhouse: envOr("CLICKHOUSE_ADDR", "127.0.0.1:9000"),
-	}
-	for _, addr := range []string{s.brokers[0], s.clickhouse} {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
-				t.Fatalf("service %s unreachable: %v (start them with scripts/test.sh)", addr, err)
-			}
-			t.Skipf("service %s unreachable: %v", addr, err)
-		}
-		c.Close()
-	}
-	return s
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
 // scenarioOpt changes a scenario's defaults.
 type scenarioOpt struct {
 	topicConfigs map[string]string // topic-level configs at creation
@@ -87,7 +55,7 @@ type scenarioOpt struct {
 type scenario struct {
 	t          *testing.T
 	ctx        context.Context
-	svc        services
+	svc        servicetest.Services
 	topic      string
 	group      string
 	db         string
@@ -115,15 +83,15 @@ func newScenario(t *testing.T, id, fault string, partitions int, o ...scenarioOp
 	if len(o) > 0 {
 		opt = o[0]
 	}
-	svc := needServices(t)
+	svc := servicetest.Need(t)
 	if opt.brokers != nil {
-		svc.brokers = opt.brokers
+		svc.Brokers = opt.brokers
 	}
 	name := fmt.Sprintf("faults_%s_%d_%04d", strings.ToLower(id), time.Now().Unix(), rand.IntN(10_000))
 	s := &scenario{
 		t: t, ctx: context.Background(), svc: svc,
 		topic: name, group: name, db: name,
-		adm: newAdmin(svc.brokers),
+		adm: newAdmin(svc.Brokers),
 		res: register(id, fault),
 	}
 	t.Cleanup(s.adm.close)
@@ -134,7 +102,7 @@ func newScenario(t *testing.T, id, fault string, partitions int, o ...scenarioOp
 		t.Fatal(err)
 	}
 	cfg := sink.DefaultConfig()
-	cfg.Addr, cfg.Database, cfg.Migrate = []string{svc.clickhouse}, s.db, true
+	cfg.Addr, cfg.Database, cfg.Migrate = []string{svc.ClickHouse}, s.db, true
 	windows, err := aggregate.ParseWindows("1m,1h")
 	if err != nil {
 		t.Fatal(err)
@@ -144,18 +112,18 @@ func newScenario(t *testing.T, id, fault string, partitions int, o ...scenarioOp
 		t.Fatalf("open sink: %v", err)
 	}
 	t.Cleanup(func() { s.snk.Close() })
-	if s.ch, err = openReader(svc.clickhouse, s.db); err != nil {
+	if s.ch, err = openReader(svc.ClickHouse, s.db); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.ch.close)
 	s.env = []string{
-		"KAFKA_BROKERS=" + strings.Join(svc.brokers, ","),
+		"KAFKA_BROKERS=" + strings.Join(svc.Brokers, ","),
 		"KAFKA_TOPIC=" + s.topic,
 		"KAFKA_GROUP_ID=" + s.group,
 		"KAFKA_SESSION_TIMEOUT=" + sessionTimeout.String(),
 		"KAFKA_HEARTBEAT_INTERVAL=1s",
 		"KAFKA_REBALANCE_TIMEOUT=20s",
-		"CLICKHOUSE_ADDR=" + svc.clickhouse,
+		"CLICKHOUSE_ADDR=" + svc.ClickHouse,
 		"CLICKHOUSE_DATABASE=" + s.db,
 		// Inserts are small; a dropped reply should time out in seconds.
 		"CLICKHOUSE_INSERT_TIMEOUT=5s",
@@ -189,7 +157,7 @@ func (s *scenario) start(extra ...string) *consumer {
 // chProxy starts a fault proxy in front of ClickHouse.
 func (s *scenario) chProxy() *faultproxy.Proxy {
 	s.t.Helper()
-	p, err := faultproxy.New("127.0.0.1:0", s.svc.clickhouse)
+	p, err := faultproxy.New("127.0.0.1:0", s.svc.ClickHouse)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -210,7 +178,7 @@ func (s *scenario) produce(cfg loadgen.Config) *production {
 	p := &production{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.exp, p.err = loadgen.Produce(s.ctx, s.svc.brokers, s.topic, cfg)
+		p.exp, p.err = loadgen.Produce(s.ctx, s.svc.Brokers, s.topic, cfg)
 	}()
 	return p
 }

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 )
 
 // The broker and the ClickHouse server are shared with the rest of the
@@ -132,7 +134,7 @@ func ensureClickHouse(t *testing.T) {
 func proxiedKafka(t *testing.T) (upstream, listen string, direct []string) {
 	t.Helper()
 	if reachable(proxiedListener) {
-		return proxiedListener, proxiedAdvertised, strings.Split(envOr("KAFKA_BROKERS", "127.0.0.1:9092"), ",")
+		return proxiedListener, proxiedAdvertised, strings.Split(servicetest.EnvOr("KAFKA_BROKERS", "127.0.0.1:9092"), ",")
 	}
 	b, err := startOwnBroker(t)
 	if err != nil {
