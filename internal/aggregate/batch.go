@@ -126,3 +126,27 @@ type Finality struct {
 	CommittedOffset int64 // the offset committed with the write it follows
 	Idle            bool  // advanced by idleness (caught up, no records), not by events
 }
+
+// StoredChunk is what ClickHouse already holds of one chunk of a partition:
+// the rows of its newest segment, each with the last offset it covers, and
+// its progress row. A chunk the log can no longer reproduce in full (its head
+// or part of its dedup horizon was deleted or compacted away) is continued
+// from it instead of being recomputed: see Partition.Carry.
+type StoredChunk struct {
+	// Segment is the first offset of the newest segment of the chunk that
+	// has rows in any window table; -1 when no rollup row exists.
+	Segment int64
+	// Windows holds, per configured window (Config.Windows order), the
+	// stored rows of Segment as FINAL shows them.
+	Windows [][]StoredRow
+	// Progress is the chunk's usage_chunks row; Progress.LastOffset is -1
+	// when there is none.
+	Progress Progress
+}
+
+// StoredRow is one stored rollup row and the last offset it covers (its
+// ReplacingMergeTree version).
+type StoredRow struct {
+	Row
+	Version int64
+}

@@ -99,15 +99,26 @@ type Partition struct {
 	keyBuf              []byte
 
 	progress Progress
-	flushed  int64 // LastOffset of the last batch handed out
-	rejected []Rejection
-	batch    Batch
+	// progressCover is the last offset the stored progress row that Carry
+	// took over already counts; -1 when the chunk is computed from the log.
+	progressCover int64
+	carrying      bool // the current chunk continues from stored rows (Carry)
+	// storedThrough is the highest version among the stored rows Carry took
+	// over; -1 otherwise.
+	storedThrough int64
+	flushed       int64 // LastOffset of the last batch handed out
+	rejected      []Rejection
+	batch         Batch
 }
 
 type windowState struct {
 	w     Window
 	index map[string]int32 // group key -> position in rows
 	rows  []Row
+	// cover[i] is the last offset rows[i] already includes: the version of
+	// the stored row Carry took it over from, or -1 for a group computed
+	// from the log. Add skips offsets at or below it.
+	cover []int64
 	dirty []int32 // positions changed since the last batch
 	mark  []bool  // mark[i] is true when i is in dirty
 }
@@ -154,13 +165,88 @@ func (p *Partition) Begin(chunk int64) {
 	p.chunk = chunk
 	first := p.ChunkStart(chunk)
 	p.progress = Progress{FirstOffset: first, LastOffset: first - 1}
+	p.progressCover, p.carrying, p.storedThrough = -1, false, -1
 	p.flushed = first - 1
 	p.resetSegment(first)
 }
 
+// Carry continues the current chunk from what ClickHouse already holds of it
+// instead of recomputing it from the log. The caller uses it when the log no
+// longer holds every offset from the start of the previous chunk up to the
+// next record (retention or DeleteRecords removed the head, compaction
+// removed records): recomputing would write a shorter aggregate under the
+// same key, and ReplacingMergeTree would keep it.
+//
+// The newest stored segment becomes the current segment, its rows become the
+// groups, each remembering the last offset it covers; Add then skips, per
+// window, every offset a group's stored row already includes, and offsets of
+// earlier (complete) segments altogether. Progress counts continue from the
+// stored progress row. So events once written stay counted exactly once,
+// whatever later disappears from the log. Dedup and lateness of the events
+// not yet written are decided from the records the log still holds.
+//
+// Call it after Begin, or mid-chunk after the pending state was written (the
+// stored rows then include it). s is not kept.
+func (p *Partition) Carry(s *StoredChunk) {
+	seg := max(p.segment, s.Segment, p.ChunkStart(p.chunk))
+	p.resetSegment(seg)
+	for i := range p.windows {
+		if i >= len(s.Windows) {
+			break
+		}
+		ws := &p.windows[i]
+		for j := range s.Windows[i] {
+			sr := &s.Windows[i][j]
+			key := p.groupKey(sr.WindowStart, &sr.Dims)
+			if _, ok := ws.index[string(key)]; ok {
+				continue // FINAL shows one row per key; be safe against repeats
+			}
+			ws.index[string(key)] = int32(len(ws.rows))
+			ws.rows = append(ws.rows, sr.Row)
+			ws.cover = append(ws.cover, sr.Version)
+			p.storedThrough = max(p.storedThrough, sr.Version)
+			ws.mark = append(ws.mark, false)
+		}
+	}
+	// Progress counts continue from whichever covers more: the stored row
+	// or, mid-chunk, this partition's own counts (which it just wrote).
+	if sp := s.Progress; sp.LastOffset >= p.progress.LastOffset && sp.LastOffset >= p.ChunkStart(p.chunk) {
+		p.progress.Accepted, p.progress.Rejected = sp.Accepted, sp.Rejected
+		p.progress.Duplicates, p.progress.Late = sp.Duplicates, sp.Late
+		p.progress.MaxEventTimeMs = max(p.progress.MaxEventTimeMs, sp.MaxEventTimeMs)
+		p.progressCover = sp.LastOffset
+	} else {
+		p.progressCover = p.progress.LastOffset
+	}
+	// The stored events' times bound the watermark, as they did when they
+	// were read.
+	p.curMaxMs = max(p.curMaxMs, p.progress.MaxEventTimeMs)
+	p.carrying = true
+}
+
+// Carrying reports whether the current chunk continues from stored rows.
+func (p *Partition) Carrying() bool { return p.carrying }
+
+// groupKey builds the map key of a group: 8 bytes window start, then each
+// dimension length-prefixed. It reuses keyBuf.
+func (p *Partition) groupKey(windowStart int64, d *Dims) []byte {
+	buf := append(p.keyBuf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint64(buf[:8], uint64(windowStart))
+	for _, v := range [...]string{d.WorkspaceID, d.ProjectID, d.APIKeyID, d.Provider, d.Model, d.Endpoint} {
+		buf = binary.AppendUvarint(buf, uint64(len(v)))
+		buf = append(buf, v...)
+	}
+	p.keyBuf = buf
+	return buf
+}
+
 // NeedsSegment reports whether the current segment holds MaxGroups groups,
-// so the caller must write it and call BeginSegment before the next record.
-func (p *Partition) NeedsSegment() bool { return p.Groups() >= p.cfg.MaxGroups }
+// so the caller must write it and call BeginSegment(offset) before feeding
+// the record at offset. After Carry, no cut happens at or below the last
+// offset the stored segment covers: a new segment there would overlap it.
+func (p *Partition) NeedsSegment(offset int64) bool {
+	return offset > p.storedThrough && p.Groups() >= p.cfg.MaxGroups
+}
 
 // BeginSegment drops the aggregates of the current segment (already written)
 // and starts a new segment of the same chunk at offset. Dedup ids, progress
@@ -174,7 +260,9 @@ func (p *Partition) resetSegment(offset int64) {
 	for i := range p.windows {
 		ws := &p.windows[i]
 		clear(ws.index)
+		clear(ws.rows) // drop dimension strings so they can be collected
 		ws.rows = ws.rows[:0]
+		ws.cover = ws.cover[:0]
 		ws.dirty = ws.dirty[:0]
 		ws.mark = ws.mark[:0]
 	}
@@ -230,16 +318,26 @@ func (p *Partition) Add(offset int64, ev *events.Event) Outcome {
 	// before. So a chain of repeats keeps dropping as long as no chunk in
 	// between lacks the id.
 	p.cur[h] = struct{}{}
+	// Offsets the stored progress row already counts (Carry) are not
+	// counted again; everywhere else progressCover is -1.
+	count := offset > p.progressCover
 	if inCur || inPrev {
-		p.progress.Duplicates++
+		if count {
+			p.progress.Duplicates++
+		}
 		return Duplicate
 	}
-	p.progress.Accepted++
-	if late {
-		p.progress.Late++
+	if count {
+		p.progress.Accepted++
+		if late {
+			p.progress.Late++
+		}
+		p.progress.MaxEventTimeMs = max(p.progress.MaxEventTimeMs, ev.TimeMs)
 	}
-	if ev.TimeMs > p.progress.MaxEventTimeMs {
-		p.progress.MaxEventTimeMs = ev.TimeMs
+	if offset < p.segment {
+		// Only after Carry: the offset belongs to an earlier segment of the
+		// chunk, complete and stored before the current one began.
+		return outcome(late)
 	}
 
 	// Key layout: 8 bytes window start, then each dimension length-prefixed.
@@ -264,7 +362,10 @@ func (p *Partition) Add(offset int64, ev *events.Event) Outcome {
 			pos = int32(len(ws.rows))
 			ws.index[string(buf)] = pos
 			ws.rows = append(ws.rows, Row{WindowStart: start, Dims: *dims})
+			ws.cover = append(ws.cover, -1)
 			ws.mark = append(ws.mark, false)
+		} else if offset <= ws.cover[pos] {
+			continue // the stored row Carry took over already includes it
 		}
 		addTo(&ws.rows[pos].Measures, ev, late)
 		if !ws.mark[pos] {
@@ -272,6 +373,10 @@ func (p *Partition) Add(offset int64, ev *events.Event) Outcome {
 			ws.dirty = append(ws.dirty, pos)
 		}
 	}
+	return outcome(late)
+}
+
+func outcome(late bool) Outcome {
 	if late {
 		return CountedLate
 	}
@@ -315,7 +420,9 @@ func addTo(m *Measures, ev *events.Event, late bool) {
 // never deduplicated: every rejected message gets exactly one row.
 func (p *Partition) Reject(offset int64, rej *events.RejectError, recordTime time.Time, value []byte) {
 	p.advance(offset)
-	p.progress.Rejected++
+	if offset > p.progressCover {
+		p.progress.Rejected++
+	}
 	n := min(len(value), MaxRejectedPayload)
 	r := Rejection{
 		Offset:     offset,

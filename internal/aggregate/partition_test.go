@@ -175,7 +175,7 @@ func consume(t *testing.T, log []record, cfg Config, table *replacingTable, comm
 			}
 			p.Begin(c)
 		}
-		if p.NeedsSegment() {
+		if p.NeedsSegment(off) {
 			flush()
 			p.BeginSegment(off)
 		}

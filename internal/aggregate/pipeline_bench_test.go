@@ -84,7 +84,7 @@ func BenchmarkStateMemory(b *testing.B) {
 			ev.APIKeyID = fmt.Appendf(ev.APIKeyID[:0], "key_%d", i)
 			p.Add(int64(i), &ev)
 		}
-		if !p.NeedsSegment() {
+		if !p.NeedsSegment(int64(cfg.MaxGroups / 2)) {
 			b.Fatal("the cap was not reached")
 		}
 		runtime.GC()
