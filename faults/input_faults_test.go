@@ -7,12 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 )
 
@@ -277,4 +280,125 @@ func TestF11OutOfOrderAndIdlePartition(t *testing.T) {
 		}
 	}
 	s.stopAll(a)
+}
+
+// deadLetterBound is how long F14 gives the consumer to reach the log end:
+// the stream takes seconds, so only a stall (a dead letter retried forever)
+// runs into it.
+const deadLetterBound = 60 * time.Second
+
+// TestF14DeadLetterTopicRefuses runs the consumer against a dead-letter topic
+// that takes at most 1 MB per record batch (max.message.bytes) while the
+// source topic takes 8 MB. Among the rejected messages are 5 MB of random
+// bytes, which no codec shrinks under 1 MB, and 10 MB of JSON the producer
+// compressed (gzip) to fit the source topic, which fits the dead-letter topic
+// again only compressed; the rest (bad JSON, the generator's malformed
+// messages) fit as they are. Before the fix, writeDeadLetters retried the
+// refused writes forever and the partitions holding them stalled. Now the
+// consumer must reach the log end, every rejected message must have one dead
+// letter (one consumer, no replay), the 5 MB one truncated with its headers,
+// and the truncated counter must say so.
+func TestF14DeadLetterTopicRefuses(t *testing.T) {
+	const sourceMax, deadLetterMax = 8 << 20, 1 << 20
+	s := newScenario(t, "F14", "dead-letter topic refuses messages (its max.message.bytes 1 MB, the source's 8 MB): 5 MB random, 10 MB gzip-compressed, bad JSON", 3,
+		scenarioOpt{
+			topicConfigs:      map[string]string{"max.message.bytes": strconv.Itoa(sourceMax)},
+			deadLetterConfigs: map[string]string{"max.message.bytes": strconv.Itoa(deadLetterMax)},
+		})
+	// Fetch more than the source topic allows, reject anything above 1 MiB.
+	a := s.start(fmt.Sprintf("MAX_MESSAGE_BYTES=%d", 1<<20), fmt.Sprintf("KAFKA_FETCH_MAX_BYTES=%d", 16<<20))
+	now := time.Now()
+	random := make([]byte, 5<<20)
+	for i := range random {
+		random[i] = byte(rand.Uint32())
+	}
+	compressible := bytes.Replace(validEvent(now, "p-zip"), []byte(`"proj_poison"`),
+		[]byte(`"`+strings.Repeat("x", 10<<20)+`"`), 1)
+	const randomKey, compressedKey = poisonPrefix + "oversized/random", poisonPrefix + "oversized/compressed"
+	poison := []kafka.Message{{Key: []byte(randomKey), Value: random}}
+	for i := range 6 {
+		poison = append(poison, kafka.Message{Key: []byte(fmt.Sprintf("%sinvalid_json/%d", poisonPrefix, i)), Value: poisonKinds[i%2].value(now)})
+	}
+	cfg := genConfig(114, pick(3_000, 10_000), 0)
+	every, next := cfg.Count/(len(poison)+1), 0
+	inject := func(i int) []kafka.Message {
+		if i == 0 || i%every != 0 || next >= len(poison) {
+			return nil
+		}
+		next++
+		return poison[next-1 : next]
+	}
+	exp, injected, err := s.produceCustom(cfg, &kafka.Hash{}, inject)
+	if err != nil {
+		t.Fatalf("produce with poison: %v", err)
+	}
+	if err := s.produceCompressed(kafka.Message{Key: []byte(compressedKey), Value: compressible}); err != nil {
+		t.Fatalf("produce the compressed message: %v", err)
+	}
+	injected++
+	s.addExpected(&exp)
+	s.markHealed()
+	s.res.note(t, "%d hand-made rejected messages: %d bytes random, %d bytes gzip-compressed by the producer, %d bad JSON; dead-letter topic max.message.bytes=%d, source %d",
+		injected, len(random), len(compressible), injected-2, deadLetterMax, sourceMax)
+	s.waitCaughtUp(deadLetterBound)
+
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	poisonSet, err := poisonFromLog(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(poisonSet) != injected {
+		t.Fatalf("found %d hand-made poison messages in the log, injected %d", len(poisonSet), injected)
+	}
+	v := s.verify(verifyOpts{poison: poisonSet, extraRejected: injected})
+	var diffs []string
+	for k := range v.tr.rejected {
+		recs := v.deadLetters[k]
+		if len(recs) != 1 {
+			diffs = append(diffs, fmt.Sprintf("partition %d offset %d: %d dead letters, want 1", k.partition, k.offset, len(recs)))
+			continue
+		}
+		h := headerMap(recs[0].headers)
+		switch string(recs[0].key) {
+		case randomKey:
+			if h[hdrTruncated] != "true" || h[hdrOriginalSize] != strconv.Itoa(len(random)) || len(recs[0].value) != aggregate.MaxRejectedPayload {
+				diffs = append(diffs, fmt.Sprintf("the 5 MB random message: dead letter of %d bytes, truncated=%q, original size %q; want it truncated",
+					len(recs[0].value), h[hdrTruncated], h[hdrOriginalSize]))
+			}
+		default:
+			if h[hdrTruncated] != "" {
+				diffs = append(diffs, fmt.Sprintf("partition %d offset %d (key %q): truncated, want it whole", k.partition, k.offset, recs[0].key))
+			}
+		}
+	}
+	s.res.check(t, "one dead letter per rejected message", diffs, fmt.Sprintf(
+		"%d rejected messages, one dead letter each; the random one truncated to %d bytes, the compressed one whole (%d bytes)",
+		len(v.tr.rejected), aggregate.MaxRejectedPayload, len(compressible)))
+
+	var mdiffs []string
+	for name, want := range map[string]float64{"usage_rollup_dead_letters_truncated_total": 1, "usage_rollup_dead_letters_dropped_total": 0} {
+		got, ok, err := a.metric(name)
+		if err != nil || !ok || got != want {
+			mdiffs = append(mdiffs, fmt.Sprintf("%s = %v (exposed %v, err %v), want %v", name, got, ok, err, want))
+		}
+	}
+	perm, _, _ := a.metric(`usage_rollup_dead_letter_errors_total{class="permanent"}`)
+	s.res.check(t, "truncated counter", mdiffs, fmt.Sprintf("usage_rollup_dead_letters_truncated_total = 1, dropped = 0, permanent dead-letter errors = %.0f", perm))
+	s.stopAll(a)
+}
+
+// produceCompressed writes msgs gzip-compressed, as a producer whose message
+// fits the source topic only compressed.
+func (s *scenario) produceCompressed(msgs ...kafka.Message) error {
+	w := &kafka.Writer{
+		Transport: &kafka.Transport{ClientID: "usage-rollup-faults"},
+		Addr:      kafka.TCP(s.svc.Brokers...), Topic: s.topic, Balancer: &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond,
+		Compression: kafka.Gzip,
+		// kafka-go checks BatchBytes against the uncompressed size.
+		BatchBytes: 16 << 20,
+	}
+	defer w.Close()
+	return writeRetrying(s.ctx, w, msgs)
 }

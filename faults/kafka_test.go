@@ -168,10 +168,11 @@ func (a *admin) groupMembers(ctx context.Context, group string) (int, string, er
 
 // record is one message of the log as the test reads it back.
 type record struct {
-	offset int64
-	key    []byte
-	value  []byte
-	time   time.Time
+	offset  int64
+	key     []byte
+	value   []byte
+	time    time.Time
+	headers []kafka.Header
 }
 
 // readLog reads every partition of topic from offset 0 up to ends, one
@@ -199,7 +200,7 @@ func (a *admin) readLog(ctx context.Context, topic string, ends map[int]int64) (
 				err = fmt.Errorf("partition %d: read offset %d, want %d (offsets are not contiguous)", p, m.Offset, len(recs))
 				break
 			}
-			recs = append(recs, record{offset: m.Offset, key: m.Key, value: m.Value, time: m.Time})
+			recs = append(recs, record{offset: m.Offset, key: m.Key, value: m.Value, time: m.Time, headers: m.Headers})
 		}
 		if cerr := r.Close(); err == nil {
 			err = cerr

@@ -15,6 +15,7 @@
 //	I6 late-event counts = the late events in the log
 //	I7 sums unchanged after a full replay
 //	I8 memory below its cap during an outage with a growing backlog
+//	I9 every rejected message on the dead-letter topic, whole or truncated
 //
 // Run it with `go test -tags faults ./faults -v` (add -short or FAULTS_SHORT=1
 // for the CI form); faults/run.sh runs the full form and writes

@@ -224,6 +224,9 @@ const invariantLegend = `Invariants, checked after each case once every partitio
 - **I6** late counts (` + "`late_events`" + `, ` + "`usage_chunk_progress.late`" + `) equal the late events in the log.
 - **I7** sums unchanged after a group reset to the earliest offset and a full replay.
 - **I8** consumer RSS (VmRSS) stays below its GOMEMLIMIT and roughly flat during a ClickHouse outage with a growing backlog.
+- **I9** dead letters: consumers run with ` + "`DEAD_LETTER_TOPIC`" + ` (all cases but F4); the dead-letter topic holds a record
+  for every rejected offset and none for others, with its reason and source headers and the original key and value,
+  or, marked ` + "`usage-rollup-truncated`" + `, the value's first 4 KB and its original size (replays may repeat a record).
 `
 
 const methodNotes = `

@@ -48,6 +48,11 @@ func pick[T any](shortV, fullV T) T {
 type scenarioOpt struct {
 	topicConfigs map[string]string // topic-level configs at creation
 	brokers      []string          // another broker than KAFKA_BROKERS (the suite's own, see ownbroker_test.go)
+	// deadLetterConfigs are topic-level configs of the case's dead-letter
+	// topic (DEAD_LETTER_TOPIC), e.g. a small max.message.bytes.
+	deadLetterConfigs map[string]string
+	// noDeadLetter runs the consumers without DEAD_LETTER_TOPIC.
+	noDeadLetter bool
 }
 
 // scenario is one case's isolated world: its own topic, group and database,
@@ -59,6 +64,7 @@ type scenario struct {
 	topic      string
 	group      string
 	db         string
+	deadLetter string // DEAD_LETTER_TOPIC of the consumers; empty: none (I9 n/a)
 	partitions atomic.Int64
 	adm        *admin
 	snk        *sink.Sink
@@ -101,6 +107,13 @@ func newScenario(t *testing.T, id, fault string, partitions int, o ...scenarioOp
 	if err := s.adm.createTopic(ctx, s.topic, partitions, opt.topicConfigs); err != nil {
 		t.Fatal(err)
 	}
+	if !opt.noDeadLetter {
+		// One partition: I9 reads it back in one pass.
+		s.deadLetter = name + "_dlq"
+		if err := s.adm.createTopic(ctx, s.deadLetter, 1, opt.deadLetterConfigs); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := sink.DefaultConfig()
 	cfg.Addr, cfg.Database, cfg.Migrate = []string{svc.ClickHouse}, s.db, true
 	windows, err := aggregate.ParseWindows("1m,1h")
@@ -137,6 +150,9 @@ func newScenario(t *testing.T, id, fault string, partitions int, o ...scenarioOp
 		"ALLOWED_LATENESS=" + allowedLateness.String(),
 		fmt.Sprintf("GOMEMLIMIT=%dMiB", memoryCap>>20),
 		"LOG_LEVEL=info",
+	}
+	if s.deadLetter != "" {
+		s.env = append(s.env, "DEAD_LETTER_TOPIC="+s.deadLetter)
 	}
 	// Cleanups run last-in first-out: consumers (started later) are stopped
 	// first, then I4 is recorded, then the case's outcome.
@@ -319,6 +335,8 @@ type verifyOpts struct {
 type verified struct {
 	tr     *truth
 	groups map[string]map[groupKey]measures
+	// deadLetters are the dead-letter topic's records by source offset.
+	deadLetters map[offsetKey][]record
 }
 
 // verify checks I1, I2, I3, I4 (so far) and I6 against the log, once the
@@ -425,6 +443,13 @@ func (s *scenario) verify(o verifyOpts) *verified {
 		detail += fmt.Sprintf(" (incl. %d hand-made poison messages)", len(o.poison))
 	}
 	s.res.check(s.t, "I3 rejected set", i3, detail)
+
+	// I9: every rejected message on the dead-letter topic.
+	if s.deadLetter != "" {
+		v.deadLetters = s.checkDeadLetters(ctx, log, tr)
+	} else {
+		s.res.na("I9 dead letters", "consumers run without DEAD_LETTER_TOPIC")
+	}
 
 	// I6: late counts, once the consumer has them.
 	if lateAvail {

@@ -24,6 +24,7 @@ type env struct {
 	KafkaRebalanceTimeout  time.Duration `envconfig:"KAFKA_REBALANCE_TIMEOUT" default:"60s"`
 	KafkaHeartbeatInterval time.Duration `envconfig:"KAFKA_HEARTBEAT_INTERVAL" default:"3s"`
 	KafkaFetchMaxBytes     int           `envconfig:"KAFKA_FETCH_MAX_BYTES" default:"16777216"`
+	KafkaFetchBufferBytes  int64         `envconfig:"KAFKA_FETCH_BUFFER_BYTES" default:"268435456"`
 	KafkaTLSEnabled        bool          `envconfig:"KAFKA_TLS_ENABLED" default:"false"`
 	KafkaTLSCAFile         string        `envconfig:"KAFKA_TLS_CA_FILE"`
 	KafkaTLSCertFile       string        `envconfig:"KAFKA_TLS_CERT_FILE"`
@@ -95,6 +96,7 @@ func loadConfig() (config, error) {
 			FlushInterval:     e.FlushInterval,
 			ShutdownTimeout:   e.ShutdownTimeout,
 			FetchMaxBytes:     e.KafkaFetchMaxBytes,
+			FetchBufferBytes:  e.KafkaFetchBufferBytes,
 			SessionTimeout:    e.KafkaSessionTimeout,
 			RebalanceTimeout:  e.KafkaRebalanceTimeout,
 			HeartbeatInterval: e.KafkaHeartbeatInterval,

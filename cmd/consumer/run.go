@@ -64,7 +64,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		client := &kafka.Client{Addr: kafka.TCP(cfg.consumer.Brokers...), Transport: transport}
 		return reconcile(ctx, cfg, snk, client, stdout)
 	}
-	layout := sink.Layout{ChunkSize: cfg.aggregate.ChunkSize, MaxGroups: int64(cfg.aggregate.MaxGroups)}
+	windows := make([]string, len(cfg.aggregate.Windows))
+	for i, w := range cfg.aggregate.Windows {
+		windows[i] = w.Name
+	}
+	layout := sink.NewLayout(cfg.aggregate.ChunkSize, cfg.aggregate.MaxGroups, windows,
+		cfg.events.MaxFutureSkew, cfg.events.MaxMessageBytes)
 	if err := snk.EnsureLayout(ctx, cfg.consumer.Topic, layout); err != nil {
 		return err
 	}

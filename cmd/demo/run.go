@@ -60,7 +60,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer snk.Close()
 	ac := aggregate.DefaultConfig()
 	ac.ChunkSize = o.chunkSize
-	if err := snk.EnsureLayout(ctx, topic, sink.Layout{ChunkSize: ac.ChunkSize, MaxGroups: int64(ac.MaxGroups)}); err != nil {
+	dc := events.DefaultConfig()
+	names := make([]string, len(windows))
+	for i, w := range windows {
+		names[i] = w.Name
+	}
+	layout := sink.NewLayout(ac.ChunkSize, ac.MaxGroups, names, dc.MaxFutureSkew, dc.MaxMessageBytes)
+	if err := snk.EnsureLayout(ctx, topic, layout); err != nil {
 		return err
 	}
 

@@ -26,6 +26,12 @@ type Config struct {
 	// the broker's message.max.bytes so an oversized poison message can still
 	// be fetched and rejected instead of stalling the partition.
 	FetchMaxBytes int
+	// FetchBufferBytes bounds the fetched record bytes the whole process
+	// holds at once, over all its partitions: a fetch reserves
+	// FetchMaxBytes from it before it is sent and gives back what it did not
+	// use. With large messages, many partitions and a slow ClickHouse, this
+	// (not the partition count) is what fetched data costs in memory.
+	FetchBufferBytes int64
 	// SessionTimeout, RebalanceTimeout and HeartbeatInterval are passed to the
 	// group protocol.
 	SessionTimeout    time.Duration
@@ -63,6 +69,7 @@ func DefaultConfig() Config {
 		FlushInterval:     5 * time.Second,
 		ShutdownTimeout:   20 * time.Second,
 		FetchMaxBytes:     16 << 20,
+		FetchBufferBytes:  256 << 20,
 		SessionTimeout:    30 * time.Second,
 		RebalanceTimeout:  60 * time.Second,
 		HeartbeatInterval: 3 * time.Second,
@@ -94,6 +101,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("KAFKA_REBALANCE_TIMEOUT (%s) must exceed SHUTDOWN_TIMEOUT (%s)", c.RebalanceTimeout, c.ShutdownTimeout)
 	case c.FetchMaxBytes < 1024:
 		return fmt.Errorf("KAFKA_FETCH_MAX_BYTES must be >= 1024, got %d", c.FetchMaxBytes)
+	case c.FetchBufferBytes < int64(c.FetchMaxBytes):
+		return fmt.Errorf("KAFKA_FETCH_BUFFER_BYTES (%d) must be >= KAFKA_FETCH_MAX_BYTES (%d)", c.FetchBufferBytes, c.FetchMaxBytes)
 	case c.SessionTimeout < 6*time.Second:
 		return fmt.Errorf("KAFKA_SESSION_TIMEOUT must be >= 6s (broker minimum), got %s", c.SessionTimeout)
 	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
 )
 
 // BatchWriter makes batches durable. It must be safe for concurrent use by
@@ -23,6 +24,9 @@ type BatchWriter interface {
 	Write(ctx context.Context, b *aggregate.Batch) error
 	// WriteFinality records how far a partition's windows are complete.
 	WriteFinality(ctx context.Context, f aggregate.Finality) error
+	// ReadChunk returns what is stored of one chunk of a partition, for a
+	// chunk the log can no longer reproduce in full (aggregate.Partition.Carry).
+	ReadChunk(ctx context.Context, topic string, partition int32, chunk int64) (*aggregate.StoredChunk, error)
 	// Transient reports whether a failed write may succeed unchanged later
 	// (outage, timeout, overload) rather than needing an operator (schema,
 	// permissions). Both are retried, since dropping the batch would lose
@@ -59,7 +63,9 @@ type Consumer struct {
 	// deadLetters is nil unless DeadLetterTopic is set.
 	deadLetters *kafka.Writer
 	status      *status
-	writes      atomic.Int64 // successful writes, only for the CrashAfterWrites failpoint
+	// budget bounds the fetched bytes all partition readers hold at once.
+	budget *partitionlog.Budget
+	writes atomic.Int64 // successful writes, only for the CrashAfterWrites failpoint
 }
 
 // dialTimeout bounds connecting to a broker, TLS and SASL included.
@@ -95,6 +101,7 @@ func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log
 		transport: transport,
 		client:    &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: dialTimeout, Transport: transport},
 		status:    newStatus(),
+		budget:    partitionlog.NewBudget(cfg.FetchBufferBytes),
 	}
 	if cfg.DeadLetterTopic != "" {
 		c.deadLetters = &kafka.Writer{
@@ -107,7 +114,17 @@ func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log
 			// ClickHouse write; lingering would only add latency.
 			BatchTimeout: 5 * time.Millisecond,
 			// A rejected message may be as large as anything we can fetch.
+			// kafka-go refuses bigger ones before sending (a compressed
+			// record can decompress beyond FetchMaxBytes); they get a
+			// truncated dead letter, like those the topic refuses.
 			BatchBytes: int64(cfg.FetchMaxBytes) + 1<<20,
+			// The broker checks max.message.bytes against the compressed
+			// batch, so a message the producer compressed to fit the source
+			// topic usually fits here again. zstd: the best ratio of
+			// kafka-go's codecs at a moderate CPU cost, on a path that only
+			// carries rejected messages; brokers and clients since Kafka 2.1
+			// read it.
+			Compression: kafka.Zstd,
 		}
 	}
 	return c, nil

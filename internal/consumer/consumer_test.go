@@ -38,8 +38,15 @@ type memTable struct {
 	rows     map[memKey]memRow
 	next     map[int32]int64 // partition -> one past the last offset written
 	rejected map[[2]int64]bool
+	progress map[[2]int64]aggregate.Progress // (partition, chunk) -> row with the largest LastOffset
 	down     atomic.Bool
 	failed   atomic.Int64
+	// partialOnce makes the next write store the first window's rows only
+	// and then fail, as an INSERT sequence cut short by a crash would.
+	partialOnce atomic.Bool
+	// conflicts lists rows written twice with the same key and version but
+	// different measures, which ReplacingMergeTree could resolve either way.
+	conflicts []string
 }
 
 type memKey struct {
@@ -48,6 +55,7 @@ type memKey struct {
 	dims      aggregate.Dims
 	partition int32
 	chunk     int64
+	segment   int64
 }
 
 type memRow struct {
@@ -58,7 +66,8 @@ type memRow struct {
 var errDown = errors.New("clickhouse unreachable (test)")
 
 func newMemTable() *memTable {
-	return &memTable{rows: map[memKey]memRow{}, next: map[int32]int64{}, rejected: map[[2]int64]bool{}}
+	return &memTable{rows: map[memKey]memRow{}, next: map[int32]int64{}, rejected: map[[2]int64]bool{},
+		progress: map[[2]int64]aggregate.Progress{}}
 }
 
 func (t *memTable) Write(ctx context.Context, b *aggregate.Batch) error {
@@ -68,10 +77,18 @@ func (t *memTable) Write(ctx context.Context, b *aggregate.Batch) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, w := range b.Windows {
+	partial := t.partialOnce.Swap(false)
+	for i, w := range b.Windows {
+		if partial && i > 0 {
+			return errDown
+		}
 		for _, r := range w.Rows {
-			k := memKey{w.Window.Name, r.WindowStart, r.Dims, b.Partition, b.Chunk}
-			if old, ok := t.rows[k]; !ok || b.Version() >= old.version {
+			k := memKey{w.Window.Name, r.WindowStart, r.Dims, b.Partition, b.Chunk, b.Segment}
+			old, ok := t.rows[k]
+			if ok && old.version == b.Version() && old.m != r.Measures {
+				t.conflicts = append(t.conflicts, fmt.Sprintf("key %+v version %d written with other measures: %+v, then %+v", k, b.Version(), old.m, r.Measures))
+			}
+			if !ok || b.Version() >= old.version {
 				t.rows[k] = memRow{b.Version(), r.Measures}
 			}
 		}
@@ -79,8 +96,41 @@ func (t *memTable) Write(ctx context.Context, b *aggregate.Batch) error {
 	for _, r := range b.Rejected {
 		t.rejected[[2]int64{int64(b.Partition), r.Offset}] = true
 	}
+	pk := [2]int64{int64(b.Partition), b.Chunk}
+	if old, ok := t.progress[pk]; !ok || b.Progress.LastOffset >= old.LastOffset {
+		t.progress[pk] = b.Progress
+	}
 	t.next[b.Partition] = max(t.next[b.Partition], b.Progress.LastOffset+1)
 	return nil
+}
+
+// ReadChunk returns the newest segment's rows and the progress row of a
+// chunk, as the sink reads them with FINAL.
+func (t *memTable) ReadChunk(ctx context.Context, topic string, partition int32, chunk int64) (*aggregate.StoredChunk, error) {
+	if t.down.Load() {
+		return nil, errDown
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sc := &aggregate.StoredChunk{Segment: -1, Progress: aggregate.Progress{LastOffset: -1}}
+	for k := range t.rows {
+		if k.partition == partition && k.chunk == chunk {
+			sc.Segment = max(sc.Segment, k.segment)
+		}
+	}
+	names := map[string]int{"1m": 0, "1h": 1}
+	sc.Windows = make([][]aggregate.StoredRow, len(names))
+	for k, r := range t.rows {
+		if k.partition == partition && k.chunk == chunk && k.segment == sc.Segment {
+			i := names[k.window]
+			sc.Windows[i] = append(sc.Windows[i], aggregate.StoredRow{
+				Row: aggregate.Row{WindowStart: k.start, Dims: k.dims, Measures: r.m}, Version: int64(r.version)})
+		}
+	}
+	if p, ok := t.progress[[2]int64{int64(partition), chunk}]; ok {
+		sc.Progress = p
+	}
+	return sc, nil
 }
 
 func (t *memTable) Transient(err error) bool { return errors.Is(err, errDown) }

@@ -19,7 +19,9 @@ type metrics struct {
 	late          prometheus.Counter
 	rejected      *prometheus.CounterVec
 	deadLetters   prometheus.Counter
-	deadLetterErr prometheus.Counter
+	deadLetterErr *prometheus.CounterVec
+	dlTruncated   prometheus.Counter
+	dlDropped     prometheus.Counter
 	writes        prometheus.Counter
 	rows          *prometheus.CounterVec
 	writeErrors   *prometheus.CounterVec
@@ -29,6 +31,9 @@ type metrics struct {
 	commitTime    prometheus.Histogram
 	chunks        prometheus.Counter
 	segments      prometheus.Counter
+	gapOffsets    prometheus.Counter
+	carried       prometheus.Counter
+	outOfRange    *prometheus.GaugeVec
 	rebalances    prometheus.Counter
 	assigned      prometheus.Gauge
 	groups        prometheus.Gauge
@@ -55,13 +60,17 @@ func newMetrics(reg prometheus.Registerer, windows []string) *metrics {
 		accepted:      counter("usage_rollup_events_accepted_total", "Events decoded and counted into the rollups."),
 		duplicates:    counter("usage_rollup_events_duplicate_total", "Valid events dropped because their id was already counted within the dedup horizon."),
 		late:          counter("usage_rollup_events_late_total", "Accepted events older than the partition watermark; counted in their true window."),
-		deadLetters:   counter("usage_rollup_dead_letters_total", "Rejected messages written to the dead-letter topic."),
-		deadLetterErr: counter("usage_rollup_dead_letter_errors_total", "Failed dead-letter write attempts (each is retried)."),
+		deadLetters:   counter("usage_rollup_dead_letters_total", "Rejected messages written to the dead-letter topic (truncated ones included)."),
+		dlTruncated:   counter("usage_rollup_dead_letters_truncated_total", "Rejected messages the dead-letter topic refused whole (too large, invalid), written truncated to their first 4 KB with usage-rollup-truncated headers."),
+		dlDropped:     counter("usage_rollup_dead_letters_dropped_total", "Rejected messages the dead-letter topic refused even truncated: no dead letter written; usage_rejected keeps their row."),
+		deadLetterErr: f.NewCounterVec(prometheus.CounterOpts{Name: "usage_rollup_dead_letter_errors_total", Help: "Failed dead-letter writes, by class: transient (attempt retried: broker unavailable, or a batch too large retried message by message) or permanent (a message refused for good, then written truncated or dropped)."}, []string{"class"}),
 		writes:        counter("usage_rollup_batches_written_total", "Batches written to ClickHouse."),
 		commits:       counter("usage_rollup_offset_commits_total", "Offset commits sent after a durable write."),
 		commitErrs:    counter("usage_rollup_offset_commit_errors_total", "Offset commits that failed (harmless: the commit is only a resume hint)."),
 		chunks:        counter("usage_rollup_chunks_completed_total", "Chunks written completely (each partition's log is cut into CHUNK_SIZE offsets)."),
 		segments:      counter("usage_rollup_segments_cut_total", "Segments cut because a partition reached MAX_GROUPS_PER_PARTITION."),
+		gapOffsets:    counter("usage_rollup_log_gap_offsets_total", "Offsets found missing from the log while reading (retention, DeleteRecords or compaction removed them)."),
+		carried:       counter("usage_rollup_chunks_carried_total", "Chunks the log could no longer reproduce in full, continued from their stored rows."),
 		rebalances:    counter("usage_rollup_rebalances_total", "Consumer group generations joined."),
 		assigned:      gauge("usage_rollup_assigned_partitions", "Partitions assigned in the current generation."),
 		groups:        gauge("usage_rollup_groups_in_memory", "Rollup groups held in memory for open chunks, over all partitions and windows."),
@@ -90,6 +99,10 @@ func newMetrics(reg prometheus.Registerer, windows []string) *metrics {
 		lag: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "usage_rollup_consumer_lag", Help: "Records between the log end and the last durable write, per assigned partition.",
 		}, []string{"partition"}),
+		outOfRange: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "usage_rollup_offset_out_of_range",
+			Help: "1 while an assigned partition's committed offset lies outside its log (past the end: topic re-created or log truncated); the partition is not consumed until an operator acts.",
+		}, []string{"partition"}),
 		watermark: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "usage_rollup_watermark_timestamp_seconds", Help: "Event-time watermark of the last durable write, per assigned partition.",
 		}, []string{"partition"}),
@@ -103,6 +116,9 @@ func newMetrics(reg prometheus.Registerer, windows []string) *metrics {
 	}
 	for _, class := range []string{"transient", "permanent"} {
 		m.writeErrors.WithLabelValues(class)
+	}
+	for _, class := range []string{classTransient, classPermanent} {
+		m.deadLetterErr.WithLabelValues(class)
 	}
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
 )
 
 // fetchMaxWait is how long the broker may hold a fetch of an idle partition.
@@ -42,6 +44,13 @@ type partitionWorker struct {
 	// warmUntil is the first offset that is aggregated; records below it
 	// (the chunk before the resume chunk) only rebuild the dedup set.
 	warmUntil int64
+	// contiguousFrom is the first offset from which this worker has seen
+	// every offset of the log: where it started reading, or just past the
+	// last gap (offsets retention, DeleteRecords or compaction removed). A
+	// chunk is recomputed from the log only while the whole of it and of the
+	// chunk before lie in that range (replayable); otherwise it continues
+	// from what ClickHouse holds (carry).
+	contiguousFrom int64
 	// unwritten is a batch taken from state whose write has not succeeded
 	// yet; it is retried by the final flush instead of being lost.
 	unwritten *aggregate.Batch
@@ -79,54 +88,54 @@ func newPartitionWorker(c *Consumer, gen committer, partition int) *partitionWor
 // as soon as one started function returns. So write failures are retried
 // here with backoff, never returned.
 func (w *partitionWorker) run(ctx context.Context, committed int64) {
-	start, ok := w.resume(ctx, committed)
+	first, end, ok := w.logBounds(ctx)
 	if !ok {
 		return
 	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:     w.c.cfg.Brokers,
-		Topic:       w.topic,
-		Partition:   w.partition,
-		Dialer:      w.c.dialer,
-		MinBytes:    1,
-		MaxBytes:    w.c.cfg.FetchMaxBytes,
-		MaxWait:     fetchMaxWait,
-		Logger:      kafkaLogger(w.log, zerolog.DebugLevel),
-		ErrorLogger: kafkaLogger(w.log, zerolog.WarnLevel),
-	})
-	if err := reader.SetOffset(start); err != nil {
-		w.log.Error().Err(err).Int64("offset", start).Msg("set reader offset")
-		_ = reader.Close()
+	if committed > end {
+		w.pastLogEnd(ctx, committed, first, end)
+		return
+	}
+	start := w.resume(committed, first)
+	rcfg := partitionlog.DefaultConfig(w.topic, w.partition)
+	rcfg.MaxBytes, rcfg.MaxWait, rcfg.RetryBackoffMax = int32(w.c.cfg.FetchMaxBytes), fetchMaxWait, w.c.cfg.RetryBackoffMax
+	reader, err := partitionlog.NewReader(w.c.client, rcfg, w.c.budget, w.log)
+	if err != nil { // a configuration error New should have caught
+		w.log.Error().Err(err).Msg("create partition reader")
 		<-ctx.Done()
 		return
 	}
 
-	// The pump is the only reader of reader; msgs is unbuffered so that while
-	// a write is retried, fetching stops at the reader's own bounded queue.
+	// The pump is the only user of reader. fetches is unbuffered: while a
+	// write is retried the pump holds at most one fetch, and the process-wide
+	// budget bounds what all pumps hold together.
 	readCtx, stopReading := context.WithCancel(ctx)
-	msgs := make(chan kafka.Message)
-	readErr := make(chan error, 1)
+	fetches := make(chan fetched)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		pump(readCtx, reader, msgs, readErr)
+		pump(readCtx, reader, start, fetches)
 	}()
 	defer func() {
 		stopReading()
 		wg.Wait()
-		if err := reader.Close(); err != nil {
-			w.log.Warn().Err(err).Msg("close partition reader")
-		}
 	}()
 
 	ticker := time.NewTicker(w.c.cfg.FlushInterval)
 	defer ticker.Stop()
 	for {
 		select {
-		case m := <-msgs:
-			if err := w.handle(ctx, &m); err != nil {
+		case f := <-fetches:
+			err := w.apply(ctx, f)
+			if f.fetch != nil {
+				f.fetch.Release()
+			}
+			if err != nil {
 				w.finish(ctx, stopReading)
+				if oor := (*partitionlog.OffsetOutOfRangeError)(nil); errors.As(err, &oor) {
+					w.pastLogEnd(ctx, oor.Offset, oor.LogStart, oor.LogEnd)
+				}
 				return
 			}
 		case <-ticker.C:
@@ -138,10 +147,6 @@ func (w *partitionWorker) run(ctx context.Context, committed int64) {
 			} else {
 				w.idle(ctx)
 			}
-		case err := <-readErr:
-			w.log.Error().Err(err).Msg("read partition; leaving generation to rejoin")
-			w.finish(ctx, stopReading)
-			return
 		case <-ctx.Done():
 			w.finish(ctx, stopReading)
 			return
@@ -149,50 +154,109 @@ func (w *partitionWorker) run(ctx context.Context, committed int64) {
 	}
 }
 
-// pump feeds msgs until ctx ends or the reader fails.
-func pump(ctx context.Context, r *kafka.Reader, msgs chan<- kafka.Message, errc chan<- error) {
+// fetched is what the pump hands the worker: a fetch, offsets found
+// deleted below the log start, or the error that stopped it.
+type fetched struct {
+	fetch *partitionlog.Fetch
+	gap   partitionlog.Range
+	err   error
+}
+
+// pump fetches from offset on and hands each result over until ctx ends or
+// the reader fails. Offsets that retention deleted before they were fetched
+// are handed over as a gap, and fetching goes on at the log start.
+func pump(ctx context.Context, r *partitionlog.Reader, offset int64, out chan<- fetched) {
 	for {
-		// A Reader without GroupID never commits: ReadMessage only fetches.
-		m, err := r.ReadMessage(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				errc <- fmt.Errorf("read %s/%d: %w", r.Config().Topic, r.Config().Partition, err)
+		f, err := r.Fetch(ctx, offset)
+		var item fetched
+		oor := (*partitionlog.OffsetOutOfRangeError)(nil)
+		switch {
+		case err == nil:
+			item, offset = fetched{fetch: f}, f.Next
+		case errors.As(err, &oor) && oor.Offset < oor.LogStart:
+			item, offset = fetched{gap: partitionlog.Range{From: oor.Offset, To: oor.LogStart}}, oor.LogStart
+		case ctx.Err() != nil:
+			return
+		default:
+			item = fetched{err: err}
+		}
+		select {
+		case out <- item:
+		case <-ctx.Done():
+			if item.fetch != nil {
+				item.fetch.Release()
 			}
 			return
 		}
-		select {
-		case msgs <- m:
-		case <-ctx.Done():
+		if item.err != nil {
 			return
 		}
 	}
+}
+
+// apply feeds one pump result to the partition: gaps before the records
+// they precede, then the records. It returns an error when the partition
+// cannot go on: ctx ended while a write it needed was still failing, or the
+// reader failed (the generation is left and rejoined).
+func (w *partitionWorker) apply(ctx context.Context, f fetched) error {
+	if f.err != nil {
+		if oor := (*partitionlog.OffsetOutOfRangeError)(nil); !errors.As(f.err, &oor) {
+			w.log.Error().Err(f.err).Msg("read partition; leaving generation to rejoin")
+		}
+		return f.err
+	}
+	if f.fetch == nil {
+		w.log.Error().Int64("from", f.gap.From).Int64("to", f.gap.To).
+			Msg("offsets deleted by retention before this consumer read them are lost")
+		w.gap(f.gap.From, f.gap.To)
+		return nil
+	}
+	gaps := f.fetch.Gaps
+	for i := range f.fetch.Records {
+		r := &f.fetch.Records[i]
+		for len(gaps) > 0 && gaps[0].From < r.Offset {
+			w.gap(gaps[0].From, gaps[0].To)
+			gaps = gaps[1:]
+		}
+		if err := w.handle(ctx, r); err != nil {
+			return err
+		}
+	}
+	for _, g := range gaps {
+		w.gap(g.From, g.To)
+	}
+	return nil
 }
 
 // resume decides where to start reading. The committed offset only says
 // which chunk to resume: the chunk is re-read from its first offset (its
 // rows are a function of the whole chunk prefix), and the chunk before it is
 // read too, to rebuild the dedup set.
-func (w *partitionWorker) resume(ctx context.Context, committed int64) (int64, bool) {
-	first, ok := w.firstOffset(ctx)
-	if !ok {
-		return 0, false
-	}
+func (w *partitionWorker) resume(committed, first int64) int64 {
 	w.committed = committed
 	if committed < 0 { // nothing committed: start at the beginning of the log
 		committed = first
 	}
+	if committed < first {
+		// The group fell behind retention: these offsets were deleted
+		// before it read them. Nothing can bring them back; say so.
+		w.c.metrics.gapOffsets.Add(float64(first - committed))
+		w.log.Error().Int64("committed", committed).Int64("log_start", first).
+			Msg("committed offset is below the log start: records deleted before this group read them are lost")
+	}
 	chunk := w.state.ChunkOf(committed)
 	chunkStart := w.state.ChunkStart(chunk)
 	if chunkStart < first {
-		// Retention deleted the head of the chunk: its rows can no longer be
-		// recomputed in full. This only happens when the group lagged behind
-		// retention, which has lost data already; say so loudly.
-		w.log.Error().Int64("chunk_start", chunkStart).Int64("first_offset", first).
-			Msg("log head deleted inside the resume chunk; rows of this chunk will only cover retained offsets")
+		// Retention or DeleteRecords removed the head of the chunk: it
+		// continues from its stored rows (see replayable), from the first
+		// retained offset on.
+		w.log.Info().Int64("chunk_start", chunkStart).Int64("first_offset", first).
+			Msg("log head deleted inside the resume chunk; continuing it from stored rows")
 		chunkStart = first
 	}
 	warmStart := max(w.state.ChunkStart(chunk-1), first, 0)
 	w.warmUntil = chunkStart
+	w.contiguousFrom = warmStart
 	w.state.Begin(chunk - 1)
 	if warmStart >= chunkStart {
 		w.state.Begin(chunk)
@@ -200,20 +264,20 @@ func (w *partitionWorker) resume(ctx context.Context, committed int64) (int64, b
 	w.c.status.resumed(w.partition, committed)
 	w.log.Info().Int64("committed", committed).Int64("chunk", chunk).Int64("read_from", warmStart).
 		Int64("aggregate_from", chunkStart).Msg("partition assigned")
-	return warmStart, true
+	return warmStart
 }
 
-// firstOffset asks the broker for the partition's first retained offset,
-// retrying until ctx ends.
-func (w *partitionWorker) firstOffset(ctx context.Context) (int64, bool) {
+// logBounds asks the broker for the partition's first retained offset and
+// its log end, retrying until ctx ends.
+func (w *partitionWorker) logBounds(ctx context.Context) (first, end int64, ok bool) {
 	for attempt := 0; ; attempt++ {
 		res, err := w.c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-			Topics: map[string][]kafka.OffsetRequest{w.topic: {kafka.FirstOffsetOf(w.partition)}},
+			Topics: map[string][]kafka.OffsetRequest{w.topic: {kafka.FirstOffsetOf(w.partition), kafka.LastOffsetOf(w.partition)}},
 		})
 		if err == nil {
 			for _, po := range res.Topics[w.topic] {
 				if po.Partition == w.partition && po.Error == nil {
-					return po.FirstOffset, true
+					return po.FirstOffset, po.LastOffset, true
 				}
 				if po.Partition == w.partition {
 					err = po.Error
@@ -223,16 +287,41 @@ func (w *partitionWorker) firstOffset(ctx context.Context) (int64, bool) {
 				err = errors.New("partition missing from response")
 			}
 		}
-		w.log.Warn().Err(err).Msg("list first offset; retrying")
+		w.log.Warn().Err(err).Msg("list log start and end offsets; retrying")
 		if !sleep(ctx, backoff(attempt, w.c.cfg.RetryBackoffMax)) {
-			return 0, false
+			return 0, 0, false
+		}
+	}
+}
+
+// pastLogEndReport is how often a partition whose committed offset lies past
+// its log end repeats its error while it stays assigned.
+const pastLogEndReport = time.Minute
+
+// pastLogEnd holds a partition whose committed offset lies past its log end
+// until the generation ends, saying so loudly. That happens when the topic
+// was deleted and re-created (offsets restart at 0) or an unclean leader
+// election truncated the log. Neither jumping to the end nor to the start is
+// safe: a re-created topic's offsets collide with the stored rows' keys of
+// the old one, and jumping to the end would skip what was produced since.
+// The operator decides (docs/operations.md, "Committed offset past the log
+// end").
+func (w *partitionWorker) pastLogEnd(ctx context.Context, committed, first, end int64) {
+	label := strconv.Itoa(w.partition)
+	w.c.metrics.outOfRange.WithLabelValues(label).Set(1)
+	defer w.c.metrics.outOfRange.DeleteLabelValues(label)
+	for {
+		w.log.Error().Int64("committed", committed).Int64("log_start", first).Int64("log_end", end).
+			Msg("committed offset is past the log end (topic re-created or log truncated); not consuming this partition until an operator resets the group's offset")
+		if !sleep(ctx, pastLogEndReport) {
+			return
 		}
 	}
 }
 
 // handle feeds one record. It returns an error only when ctx ended while a
 // write it needed was still failing.
-func (w *partitionWorker) handle(ctx context.Context, m *kafka.Message) error {
+func (w *partitionWorker) handle(ctx context.Context, m *partitionlog.Record) error {
 	w.lastRecord = time.Now()
 	if m.Offset < w.warmUntil {
 		if w.dec.Decode(m.Value, m.Time, &w.ev) == nil {
@@ -249,7 +338,25 @@ func (w *partitionWorker) handle(ctx context.Context, m *kafka.Message) error {
 			}
 		}
 		w.state.Begin(chunk)
-	} else if w.state.NeedsSegment() {
+		if !w.replayable(chunk) {
+			if err := w.carry(ctx); err != nil {
+				return err
+			}
+		}
+	} else if !w.state.Carrying() && !w.replayable(chunk) {
+		// A gap inside the chunk: records this chunk's rows may already
+		// include are gone. Write what is pending, then continue from what
+		// is stored instead of overwriting it with a shorter aggregate.
+		if w.state.Pending() {
+			if err := w.flush(ctx); err != nil {
+				return err
+			}
+		}
+		if err := w.carry(ctx); err != nil {
+			return err
+		}
+	}
+	if w.state.NeedsSegment(m.Offset) {
 		// The group cap is reached: write the segment, then start a new one.
 		// Where this happens depends only on the chunk's records, so a
 		// replay cuts at the same offset.
@@ -269,7 +376,7 @@ func (w *partitionWorker) handle(ctx context.Context, m *kafka.Message) error {
 		}
 		met.rejected.WithLabelValues(string(rej.Reason)).Inc()
 		w.state.Reject(m.Offset, rej, m.Time, m.Value)
-		w.deadLetter(m, rej)
+		w.deadLetter(m.Offset, m.Time, m.Key, m.Value, rej)
 	} else {
 		switch w.state.Add(m.Offset, &w.ev) {
 		case aggregate.Duplicate:
@@ -285,6 +392,45 @@ func (w *partitionWorker) handle(ctx context.Context, m *kafka.Message) error {
 		return w.flush(ctx)
 	}
 	return nil
+}
+
+// gap records that the log no longer holds the offsets [from, to): chunks
+// whose rows or dedup horizon include them can no longer be recomputed from
+// the log.
+func (w *partitionWorker) gap(from, to int64) {
+	w.c.metrics.gapOffsets.Add(float64(to - from))
+	w.log.Warn().Int64("from", from).Int64("to", to).
+		Msg("offsets missing from the log (retention, DeleteRecords or compaction); affected chunks continue from stored rows")
+	w.contiguousFrom = max(w.contiguousFrom, to)
+}
+
+// replayable reports whether chunk can be recomputed from the log: this
+// worker read every offset from the start of the chunk before it (whose ids
+// and event times decide dedup and lateness) up to now.
+func (w *partitionWorker) replayable(chunk int64) bool {
+	return w.contiguousFrom <= max(w.state.ChunkStart(chunk-1), 0)
+}
+
+// carry continues the current chunk from the rows ClickHouse holds of it,
+// reading them with retries until they arrive or ctx ends.
+func (w *partitionWorker) carry(ctx context.Context) error {
+	chunk := w.state.Chunk()
+	for attempt := 0; ; attempt++ {
+		stored, err := w.c.writer.ReadChunk(ctx, w.topic, int32(w.partition), chunk)
+		if err == nil {
+			w.state.Carry(stored)
+			w.c.metrics.carried.Inc()
+			w.log.Info().Int64("chunk", chunk).Int64("segment", stored.Segment).
+				Int64("stored_through", stored.Progress.LastOffset).Int("groups", w.state.Groups()).
+				Msg("chunk not reproducible from the log; continuing from stored rows")
+			return nil
+		}
+		d := backoff(attempt, w.c.cfg.RetryBackoffMax)
+		w.log.Warn().Err(err).Int64("chunk", chunk).Dur("retry_in", d).Msg("read stored chunk; retrying")
+		if !sleep(ctx, d) {
+			return fmt.Errorf("read stored chunk %d: %w", chunk, ctx.Err())
+		}
+	}
 }
 
 // flush makes the pending state durable and then commits: rejected messages

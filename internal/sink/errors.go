@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -15,7 +16,9 @@ import (
 // src/Common/ErrorCodes.cpp. The numbers are stable across releases.
 const (
 	codeUnexpectedEndOfFile        = 3
+	codeDuplicateColumn            = 15
 	codeAttemptToReadAfterEOF      = 32
+	codeIllegalColumn              = 44
 	codeTableAlreadyExists         = 57
 	codeUnknownTable               = 60
 	codeDatabaseAlreadyExists      = 82
@@ -45,7 +48,8 @@ const (
 )
 
 // transientCodes are server errors that go away by themselves: overload,
-// back-pressure (TOO_MANY_PARTS), lost replicas or Keeper, a restarting server.
+// back-pressure (TOO_MANY_PARTS, except for too many partitions in one
+// INSERT: see isTooManyPartitions), lost replicas or Keeper, a restarting server.
 var transientCodes = map[int32]bool{
 	codeUnexpectedEndOfFile:        true,
 	codeAttemptToReadAfterEOF:      true,
@@ -78,8 +82,9 @@ var transientCodes = map[int32]bool{
 // acting: the network, a timeout, an overloaded or restarting server, or
 // ClickHouse back-pressure such as TOO_MANY_PARTS. Errors that need a human —
 // unknown table or column, type mismatch, syntax, authentication, a batch the
-// driver refused — are not transient, and neither is context.Canceled, which
-// means the caller is shutting down.
+// driver refused, an INSERT spanning more partitions than the server allows
+// (also TOO_MANY_PARTS, but not back-pressure) — are not transient, and
+// neither is context.Canceled, which means the caller is shutting down.
 //
 // Retrying any Write is safe (rows are idempotent), so the caller retries
 // both kinds with capped backoff and pauses intake meanwhile; IsTransient
@@ -93,7 +98,7 @@ func IsTransient(err error) bool {
 	// The server answered: trust its code over the transport details.
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
-		return transientCodes[ex.Code]
+		return transientCodes[ex.Code] && !isTooManyPartitions(ex)
 	}
 	if errors.Is(err, context.Canceled) {
 		return false
@@ -114,12 +119,40 @@ func IsTransient(err error) bool {
 	return false
 }
 
+// tooManyPartitions is how current servers word the TOO_MANY_PARTS (252)
+// they return for a block spanning more than max_partitions_per_insert_block
+// partitions: "Too many partitions for single INSERT block (more than 100).
+// The limit is controlled by 'max_partitions_per_insert_block' setting...".
+// The same code also means "Too many parts (N). Merges are processing
+// significantly slower than inserts", which is back-pressure and transient.
+const tooManyPartitions = "Too many partitions for single INSERT block"
+
+// isTooManyPartitions reports the TOO_MANY_PARTS that an INSERT gets for the
+// months it spans, not for the server's load: the same INSERT fails again
+// on every retry. The writer splits rows so that it should never happen
+// (maxMonthsPerInsert); if it does (a server configured with a lower limit),
+// it must be loud rather than retried quietly as transient.
+func isTooManyPartitions(ex *clickhouse.Exception) bool {
+	return ex.Code == codeTooManyParts && strings.Contains(ex.Message, tooManyPartitions)
+}
+
 // isAlreadyExists reports the error a CREATE ... IF NOT EXISTS can still
 // return when another replica creates the same object at the same moment
 // (the existence check and the creation are not atomic on old servers).
 func isAlreadyExists(err error) bool {
 	var ex *clickhouse.Exception
 	return errors.As(err, &ex) && (ex.Code == codeTableAlreadyExists || ex.Code == codeDatabaseAlreadyExists)
+}
+
+// isDuplicateColumn reports the error of an ALTER TABLE ... ADD COLUMN for a
+// column that exists: "Cannot add column x: column with this name already
+// exists", DUPLICATE_COLUMN (15) on current servers, ILLEGAL_COLUMN (44) on
+// 18.16, which has no ADD COLUMN IF NOT EXISTS. The code 44 is shared with
+// other column errors, hence the message check.
+func isDuplicateColumn(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn) &&
+		strings.Contains(ex.Message, "column with this name already exists")
 }
 
 // Transient is IsTransient as a method, so that callers can classify the

@@ -23,7 +23,12 @@ func TestIsTransient(t *testing.T) {
 		want bool
 	}{
 		{"nil", nil, false},
-		{"too many parts", exception(codeTooManyParts), true},
+		{"too many parts", &clickhouse.Exception{Code: codeTooManyParts,
+			Message: "Too many parts (300). Merges are processing significantly slower than inserts"}, true},
+		{"too many partitions in one insert", fmt.Errorf("insert usage_rollup_1m (topic t partition 0 chunk 0): %w",
+			&clickhouse.Exception{Code: codeTooManyParts, Name: "DB::Exception",
+				Message: "Too many partitions for single INSERT block (more than 100). The limit is controlled by " +
+					"'max_partitions_per_insert_block' setting."}), false},
 		{"timeout exceeded", exception(codeTimeoutExceeded), true},
 		{"memory limit", exception(codeMemoryLimitExceeded), true},
 		{"keeper", exception(codeKeeperException), true},

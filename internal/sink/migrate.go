@@ -39,13 +39,15 @@ func (s *Sink) Migrate(ctx context.Context) error {
 }
 
 // exec runs one DDL statement within the statement timeout. A concurrent
-// creator winning the race of an IF NOT EXISTS counts as success.
+// creator winning the race of an IF NOT EXISTS counts as success, and so does
+// a column that exists already: 18.16 has no ADD COLUMN IF NOT EXISTS, so a
+// re-run or a replica migrating at the same time gets that error instead.
 func (s *Sink) exec(ctx context.Context, stmt string) error {
 	ctx, cancel := s.statementContext(ctx)
 	defer cancel()
 	err := s.conn.Exec(ctx, stmt)
-	if isAlreadyExists(err) {
-		s.log.Debug().Err(err).Msg("object created concurrently by another migrator")
+	if isAlreadyExists(err) || isDuplicateColumn(err) {
+		s.log.Debug().Err(err).Msg("object created concurrently or earlier by another migrator")
 		return nil
 	}
 	return err

@@ -33,6 +33,7 @@ const (
 	placeholderDimension = "{{dimension}}"
 	placeholderCounter   = "{{counter}}"
 	placeholderTime      = "{{time}}"
+	placeholderAddColumn = "{{add_column}}"
 	windowSuffix         = ".window.sql"
 )
 
@@ -45,6 +46,14 @@ const (
 	counterPlain = "UInt64"
 	timeCodec    = "DateTime('UTC') CODEC(DoubleDelta, LZ4)"
 	timePlain    = "DateTime('UTC')"
+)
+
+// How a migration adds a column. Current servers make ADD COLUMN idempotent
+// with IF NOT EXISTS; 18.16 does not parse it, so it gets a plain ADD COLUMN
+// and Migrate treats "column already exists" as success (isDuplicateColumn).
+const (
+	addColumnIfNotExists = "ADD COLUMN IF NOT EXISTS"
+	addColumnPlain       = "ADD COLUMN"
 )
 
 // Dimension column types. LowCardinality(String) dictionary-encodes the six
@@ -111,10 +120,11 @@ func renderMigrations(fsys fs.FS, version, database string, windows []aggregate.
 		return nil, err
 	}
 	// Codecs arrived in the same generation of servers as production-ready
-	// LowCardinality, so one version line decides both.
-	counter, tm := counterPlain, timePlain
+	// LowCardinality, so one version line decides both (and IF NOT EXISTS in
+	// ADD COLUMN, which arrived before 20.1 too).
+	counter, tm, addColumn := counterPlain, timePlain, addColumnPlain
 	if dim == dimensionLowCardinality {
-		counter, tm = counterCodec, timeCodec
+		counter, tm, addColumn = counterCodec, timeCodec, addColumnIfNotExists
 	}
 	files, err := fs.Glob(fsys, "clickhouse/*.sql")
 	if err != nil {
@@ -141,6 +151,7 @@ func renderMigrations(fsys fs.FS, version, database string, windows []aggregate.
 		text = strings.ReplaceAll(text, placeholderDimension, dim)
 		text = strings.ReplaceAll(text, placeholderCounter, counter)
 		text = strings.ReplaceAll(text, placeholderTime, tm)
+		text = strings.ReplaceAll(text, placeholderAddColumn, addColumn)
 		if name, ok := strings.CutSuffix(base, windowSuffix); ok {
 			for _, w := range windows {
 				m, err := renderFile(base, version, name+"@"+w.Name, strings.ReplaceAll(text, placeholderWindow, w.Name))

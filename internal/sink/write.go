@@ -25,10 +25,13 @@ const (
 	progressColumns = "topic, `partition`, closed_through, max_event_time, committed_offset, idle, advanced_at"
 )
 
-// Write inserts one batch: one INSERT per window table with rows, one for the
+// Write inserts one batch: the rows of each window table with rows, then the
 // rejected messages if any, and always one usage_chunks progress row, last,
-// so that progress never runs ahead of the rows it describes. Every row
-// carries version b.Version(); written_at and rejected_at are the wall clock.
+// so that progress never runs ahead of the rows it describes. A table's rows
+// go in one INSERT unless they span more than maxMonthsPerInsert months;
+// then in several, in ascending month order, each spanning at most that many
+// (see splitByMonth). Every row carries version b.Version(); written_at and
+// rejected_at are the wall clock.
 //
 // Write is not atomic across tables. A failure leaves some tables written,
 // which is harmless: the caller retries the same batch (or a longer prefix),
@@ -87,6 +90,9 @@ type rollupBuffers struct {
 	version     []uint64
 	measures    [12][]uint64
 	writtenAt   []int64
+	// months holds the partition month of each row of the batch being
+	// written (not only of those in the columns above), for splitByMonth.
+	months []int32
 }
 
 // reset empties the buffers, dropping string references so a pooled buffer
@@ -103,6 +109,12 @@ func (r *rollupBuffers) reset() {
 		r.measures[i] = r.measures[i][:0]
 	}
 	r.writtenAt = r.writtenAt[:0]
+}
+
+// release empties the buffers for the pool, months included.
+func (r *rollupBuffers) release() {
+	r.reset()
+	r.months = r.months[:0]
 }
 
 func (r *rollupBuffers) add(b *aggregate.Batch, row *aggregate.Row, writtenAt int64) {
@@ -150,44 +162,83 @@ func (s *Sink) writeRollup(ctx context.Context, b *aggregate.Batch, wr *aggregat
 		buf = new(rollupBuffers)
 	}
 	defer func() {
-		buf.reset()
+		buf.release()
 		s.rollupBufs.Put(buf)
 	}()
 	for i := range wr.Rows {
-		buf.add(b, &wr.Rows[i], writtenAt)
+		buf.months = append(buf.months, monthIndex(wr.Rows[i].WindowStart))
 	}
-	return s.insert(ctx, query, func(ins batch) error {
-		for i, col := range buf.columns() {
-			if err := ins.Column(i).Append(col); err != nil {
-				return fmt.Errorf("append column %d: %w", i, err)
+	send := func() error {
+		return s.insert(ctx, query, func(ins batch) error {
+			for i, col := range buf.columns() {
+				if err := ins.Column(i).Append(col); err != nil {
+					return fmt.Errorf("append column %d: %w", i, err)
+				}
 			}
+			return nil
+		})
+	}
+	groups := splitByMonth(buf.months, maxMonthsPerInsert)
+	if groups == nil {
+		for i := range wr.Rows {
+			buf.add(b, &wr.Rows[i], writtenAt)
 		}
-		return nil
-	})
+		return send()
+	}
+	for _, g := range groups {
+		buf.reset()
+		for _, i := range g {
+			buf.add(b, &wr.Rows[i], writtenAt)
+		}
+		if err := send(); err != nil {
+			return fmt.Errorf("months %s to %s: %w", monthName(buf.months[g[0]]), monthName(buf.months[g[len(g)-1]]), err)
+		}
+	}
+	return nil
 }
 
 func (s *Sink) writeRejected(ctx context.Context, b *aggregate.Batch, rejectedAt int64) error {
 	query := "INSERT INTO " + s.database + ".usage_rejected_log (" + rejectedColumns + ")"
-	return s.insert(ctx, query, func(ins batch) error {
-		for i := range b.Rejected {
-			r := &b.Rejected[i]
-			payload := r.Payload
-			if len(payload) > aggregate.MaxRejectedPayload {
-				payload = payload[:aggregate.MaxRejectedPayload]
-			}
-			// record_time decides the partition; it must be the same on every
-			// replay, hence the record's own timestamp, clamped, not the clock.
-			recordTime := int64(0)
-			if !r.RecordTime.IsZero() {
-				recordTime = utcSeconds(r.RecordTime.Unix())
-			}
-			if err := ins.Append(b.Topic, b.Partition, r.Offset, r.Reason, r.Field, r.Detail,
-				recordTime, uint64(max(r.Size, 0)), payload, rejectedAt); err != nil {
-				return fmt.Errorf("append offset %d: %w", r.Offset, err)
-			}
+	// record_time decides the partition; it must be the same on every
+	// replay, hence the record's own timestamp, clamped, not the clock.
+	recordTimes := make([]int64, len(b.Rejected))
+	months := make([]int32, len(b.Rejected))
+	for i := range b.Rejected {
+		if rt := b.Rejected[i].RecordTime; !rt.IsZero() {
+			recordTimes[i] = utcSeconds(rt.Unix())
 		}
-		return nil
-	})
+		months[i] = monthIndex(recordTimes[i])
+	}
+	send := func(rows []int) error {
+		return s.insert(ctx, query, func(ins batch) error {
+			for _, i := range rows {
+				r := &b.Rejected[i]
+				payload := r.Payload
+				if len(payload) > aggregate.MaxRejectedPayload {
+					payload = payload[:aggregate.MaxRejectedPayload]
+				}
+				if err := ins.Append(b.Topic, b.Partition, r.Offset, r.Reason, r.Field, r.Detail,
+					recordTimes[i], uint64(max(r.Size, 0)), payload, rejectedAt); err != nil {
+					return fmt.Errorf("append offset %d: %w", r.Offset, err)
+				}
+			}
+			return nil
+		})
+	}
+	groups := splitByMonth(months, maxMonthsPerInsert)
+	if groups == nil {
+		all := make([]int, len(b.Rejected))
+		for i := range all {
+			all[i] = i
+		}
+		return send(all)
+	}
+	for _, g := range groups {
+		if err := send(g); err != nil {
+			return fmt.Errorf("months %s to %s: %w", monthName(months[g[0]]), monthName(months[g[len(g)-1]]), err)
+		}
+	}
+	return nil
 }
 
 func (s *Sink) writeProgress(ctx context.Context, b *aggregate.Batch, writtenAt int64) error {

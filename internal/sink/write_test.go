@@ -222,42 +222,6 @@ func TestWriteErrors(t *testing.T) {
 	}
 }
 
-func TestEnsureLayout(t *testing.T) {
-	s := newTestSink(t)
-	ctx := t.Context()
-	layout := Layout{ChunkSize: 50_000, MaxGroups: 200_000}
-	if err := s.EnsureLayout(ctx, testTopic, layout); err != nil {
-		t.Fatalf("first EnsureLayout: %v", err)
-	}
-	if err := s.EnsureLayout(ctx, testTopic, layout); err != nil {
-		t.Fatalf("same layout again: %v", err)
-	}
-	if err := s.EnsureLayout(ctx, "other-topic", Layout{ChunkSize: 1000, MaxGroups: 100}); err != nil {
-		t.Fatalf("another topic: %v", err)
-	}
-	cases := []struct {
-		layout Layout
-		want   string
-	}{
-		{Layout{ChunkSize: 10_000, MaxGroups: 200_000},
-			`CHUNK_SIZE=10000 but topic "usage-events" was rolled up with chunk size 50000; changing it would double count`},
-		{Layout{ChunkSize: 50_000, MaxGroups: 5_000},
-			`MAX_GROUPS_PER_PARTITION=5000 but topic "usage-events" was rolled up with 200000; changing it would double count`},
-	}
-	for _, tc := range cases {
-		err := s.EnsureLayout(ctx, testTopic, tc.layout)
-		if err == nil || err.Error() != tc.want {
-			t.Errorf("changed layout %+v: err = %v, want %q", tc.layout, err, tc.want)
-		}
-		if !errors.Is(err, ErrLayoutChanged) {
-			t.Errorf("errors.Is(%v, ErrLayoutChanged) = false", err)
-		}
-	}
-	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_settings"); got != 2 {
-		t.Errorf("usage_settings has %d rows, want 2 (a mismatch records nothing)", got)
-	}
-}
-
 func TestServerFailureIsTransient(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Migrate = false

@@ -29,7 +29,8 @@ var update = flag.Bool("update", false, "rewrite deploy/monitoring/alerts.yaml f
 var knownMetrics = []string{
 	"usage_rollup_events_consumed_total", "usage_rollup_consumed_bytes_total", "usage_rollup_events_accepted_total",
 	"usage_rollup_events_duplicate_total", "usage_rollup_events_rejected_total", "usage_rollup_events_late_total",
-	"usage_rollup_dead_letters_total", "usage_rollup_dead_letter_errors_total", "usage_rollup_chunks_completed_total",
+	"usage_rollup_dead_letters_total", "usage_rollup_dead_letter_errors_total", "usage_rollup_dead_letters_truncated_total",
+	"usage_rollup_dead_letters_dropped_total", "usage_rollup_chunks_completed_total",
 	"usage_rollup_segments_cut_total", "usage_rollup_batches_written_total", "usage_rollup_rows_written_total",
 	"usage_rollup_batch_write_errors_total", "usage_rollup_batch_write_duration_seconds",
 	"usage_rollup_offset_commits_total", "usage_rollup_offset_commit_errors_total",
@@ -42,7 +43,7 @@ var knownMetrics = []string{
 // requiredAlerts are the alerts the operations guide documents.
 var requiredAlerts = []string{
 	"UsageRollupLagGrowing", "UsageRollupConsumerStalled", "UsageRollupHighRejectionRate",
-	"UsageRollupInsertErrors", "UsageRollupInsertErrorsPermanent", "UsageRollupStale",
+	"UsageRollupDeadLettersRefused", "UsageRollupInsertErrors", "UsageRollupInsertErrorsPermanent", "UsageRollupStale",
 }
 
 const (
@@ -449,6 +450,14 @@ usage_rollup_events_rejected_total{` + sel + `, reason="invalid_json"} 0+30x60`,
 		{"no traffic", "UsageRollupHighRejectionRate", `
 usage_rollup_events_consumed_total{` + sel + `} 0x60
 usage_rollup_events_rejected_total{` + sel + `, reason="invalid_json"} 0x60`, false},
+		{"dead letter refused 10m ago", "UsageRollupDeadLettersRefused", `
+usage_rollup_dead_letter_errors_total{` + sel + `, class="transient"} 0+2x60
+usage_rollup_dead_letter_errors_total{` + sel + `, class="permanent"} 0x50 1x10`, true},
+		{"dead-letter topic unavailable only", "UsageRollupDeadLettersRefused", `
+usage_rollup_dead_letter_errors_total{` + sel + `, class="transient"} 0+5x60
+usage_rollup_dead_letter_errors_total{` + sel + `, class="permanent"} 0x60`, false},
+		{"dead letter refused 50m ago", "UsageRollupDeadLettersRefused", `
+usage_rollup_dead_letter_errors_total{` + sel + `, class="permanent"} 0x10 1x50`, false},
 		{"transient write errors", "UsageRollupInsertErrors", `
 usage_rollup_batch_write_errors_total{` + sel + `, class="transient"} 0+3x60
 usage_rollup_batch_write_errors_total{` + sel + `, class="permanent"} 0x60`, true},

@@ -1,0 +1,107 @@
+package partitionlog
+
+import (
+	"fmt"
+	"time"
+)
+
+// Record is one committed data record of the partition.
+type Record struct {
+	// Offset is the record's offset in the partition.
+	Offset int64
+	// Time is the record timestamp as kafka-go decodes it: the batch's base
+	// timestamp plus the record's delta. That is the producer's CreateTime;
+	// for a topic with message.timestamp.type=LogAppendTime it is not the
+	// append time, which the broker writes into the batch's max timestamp
+	// only, a field kafka-go does not keep.
+	Time time.Time
+	// Key and Value are nil when the record has none. They point into
+	// memory the Fetch owns and are valid until Fetch.Release; copy what
+	// must outlive it.
+	Key, Value []byte
+}
+
+// Range is the offsets [From, To).
+type Range struct{ From, To int64 }
+
+// Fetch is the result of one Reader.Fetch: the committed data records at or
+// after the requested offset, in offset order, and what the fetch learnt
+// about the log.
+type Fetch struct {
+	// Records are the committed data records, in offset order. They and
+	// their keys and values are valid until Release.
+	Records []Record
+	// Next is where the next Fetch starts: past every data, control and
+	// aborted record this fetch covered, and past the Gaps. It equals the
+	// requested offset when the fetch covered nothing: no committed data
+	// past it yet (the partition is idle, or an open transaction holds the
+	// last stable offset back).
+	//
+	// kafka-go does not keep a batch's last offset (lastOffsetDelta), so
+	// Next is one past the last record present: when compaction removed
+	// the tail of the last batch of a response, the next fetch returns that
+	// batch again, and Fetch then steps over the removed tail one offset per
+	// call (see decoder.decode).
+	Next int64
+	// Gaps are the offsets in [requested offset, Next) that are absent from
+	// the log: removed by compaction, or before the first record retained
+	// when the fetch started below it. Control records and records of
+	// aborted transactions are present, so they are never gaps. Every
+	// offset in [requested offset, Next) is in exactly one of: Records, the
+	// Aborted and Control counts, Gaps.
+	Gaps []Range
+	// Aborted counts the records skipped because their transaction aborted.
+	Aborted int
+	// Control counts the transaction markers (control records) skipped.
+	Control int
+	// HighWatermark, LastStableOffset and LogStartOffset are the partition's
+	// offsets as the leader reported them with this fetch. Under
+	// read-committed, Next never passes LastStableOffset.
+	HighWatermark, LastStableOffset, LogStartOffset int64
+
+	reader *Reader
+	buf    *buffers
+	held   int64
+}
+
+// Release gives the fetch's memory back to its Reader, for the next fetch,
+// and its bytes back to the Budget. Records, their keys and values must not
+// be used afterwards. Calling it again does nothing.
+func (f *Fetch) Release() {
+	if f.buf == nil {
+		return
+	}
+	f.reader.budget.release(f.held)
+	f.reader.putBuffers(f.buf)
+	f.buf, f.held, f.Records, f.Gaps = nil, 0, nil, nil
+}
+
+// buffers are the reusable memory of one fetch: its records, the arena their
+// keys and values point into, and its gaps. A Reader keeps one set between
+// fetches, so a steady stream of fetches allocates none.
+type buffers struct {
+	records []Record
+	arena   []byte
+	gaps    []Range
+}
+
+// OffsetOutOfRangeError is returned by Reader.Fetch when the broker answers
+// OFFSET_OUT_OF_RANGE: the offset is below the log start (retention or
+// DeleteRecords removed it) or past the log end (the log was truncated or
+// recreated). The Reader never moves the offset by itself: where to resume,
+// and what the records in between mean for the rollups, is the caller's
+// decision.
+type OffsetOutOfRangeError struct {
+	Topic     string
+	Partition int
+	// Offset is the offset that was fetched.
+	Offset int64
+	// LogStart and LogEnd are the partition's first offset and high
+	// watermark, listed right after the error.
+	LogStart, LogEnd int64
+}
+
+func (e *OffsetOutOfRangeError) Error() string {
+	return fmt.Sprintf("fetch %s[%d] at offset %d: offset out of range, the log holds [%d, %d)",
+		e.Topic, e.Partition, e.Offset, e.LogStart, e.LogEnd)
+}

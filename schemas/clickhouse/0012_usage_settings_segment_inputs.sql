@@ -1,0 +1,24 @@
+-- usage_settings also records what the segment cut points of a topic depend
+-- on. A chunk is cut into segments when its groups, summed over windows,
+-- reach MAX_GROUPS_PER_PARTITION, which can only happen when
+-- CHUNK_SIZE * number of windows > MAX_GROUPS_PER_PARTITION (a record adds
+-- at most one group per window). Then the cuts also depend on ROLLUP_WINDOWS,
+-- MAX_FUTURE_SKEW and MAX_MESSAGE_BYTES (they decide which events are
+-- accepted and how many groups exist), and a replay under other values would
+-- cut elsewhere and count the overlapping segments twice.
+--
+-- segment_inputs is '' when no cut is possible, otherwise the canonical list
+-- of those settings, e.g.
+-- max_groups=200000;windows=1m,1h;max_future_skew=24h0m0s;max_message_bytes=1048576.
+-- layout_version tells rows with segment_inputs (2) from rows written before
+-- this migration (1, the default, also for an older consumer still running
+-- during a rolling upgrade): for those only chunk_size and max_groups are
+-- known, and the sink keeps comparing max_groups.
+--
+-- {{add_column}} is ADD COLUMN IF NOT EXISTS on current servers. 18.16 has no
+-- IF NOT EXISTS there: it gets a plain ADD COLUMN, and the migration runner
+-- treats "column with this name already exists" as success, so replicas
+-- migrating at once and re-runs stay harmless. One column per statement, so
+-- each is idempotent on its own.
+ALTER TABLE {{database}}.usage_settings {{add_column}} segment_inputs String DEFAULT '';
+ALTER TABLE {{database}}.usage_settings {{add_column}} layout_version UInt8 DEFAULT 1;
