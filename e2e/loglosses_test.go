@@ -7,10 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -278,4 +281,31 @@ func scrape(addr string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestReconcileDoesNotMigrate runs `consumer reconcile` against a database
+// that was never migrated, with CLICKHOUSE_MIGRATE=true in its environment:
+// reconcile is a read, so it must fail on the missing tables and leave the
+// server as it found it.
+func TestReconcileDoesNotMigrate(t *testing.T) {
+	svc := servicetest.Need(t)
+	topic, db := randomName("rec"), randomName("rec")
+	cmd := exec.Command(binary, "reconcile")
+	cmd.Env = append(os.Environ(), baseEnv(svc, topic, randomName("rec"), db, "CLICKHOUSE_MIGRATE=true")...)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("reconcile succeeded on a database that was never migrated:\n%s", out)
+	}
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{svc.ClickHouse}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var n uint64
+	if err := conn.QueryRow(context.Background(), "SELECT count() FROM system.tables WHERE database = ?", db).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("reconcile created %d tables in %s: it applied migrations", n, db)
+	}
 }

@@ -8,6 +8,11 @@
 //	{{window}}     the canonical window name, e.g. 1m or 1h (window files only)
 //	{{dimension}}  the column type of the low-cardinality dimensions:
 //	               LowCardinality(String) on ClickHouse >= 20.1, String before
+//	{{counter}}    UInt64 CODEC(T64, LZ4) on servers with column codecs,
+//	               UInt64 before
+//	{{time}}       DateTime('UTC') CODEC(DoubleDelta, LZ4), or DateTime('UTC')
+//	{{add_column}} ADD COLUMN IF NOT EXISTS on ClickHouse >= 20.1; ADD COLUMN
+//	               on 18.16, whose "column already exists" the runner accepts
 //
 // Statements are separated by semicolons; -- comments are dropped. Every
 // statement must be idempotent (CREATE ... IF NOT EXISTS) because several

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -24,7 +25,7 @@ type env struct {
 	KafkaRebalanceTimeout  time.Duration `envconfig:"KAFKA_REBALANCE_TIMEOUT" default:"60s"`
 	KafkaHeartbeatInterval time.Duration `envconfig:"KAFKA_HEARTBEAT_INTERVAL" default:"3s"`
 	KafkaFetchMaxBytes     int           `envconfig:"KAFKA_FETCH_MAX_BYTES" default:"16777216"`
-	KafkaFetchBufferBytes  int64         `envconfig:"KAFKA_FETCH_BUFFER_BYTES" default:"268435456"`
+	KafkaFetchBufferBytes  int64         `envconfig:"KAFKA_FETCH_BUFFER_BYTES" default:"0"`
 	KafkaTLSEnabled        bool          `envconfig:"KAFKA_TLS_ENABLED" default:"false"`
 	KafkaTLSCAFile         string        `envconfig:"KAFKA_TLS_CA_FILE"`
 	KafkaTLSCertFile       string        `envconfig:"KAFKA_TLS_CERT_FILE"`
@@ -96,7 +97,7 @@ func loadConfig() (config, error) {
 			FlushInterval:     e.FlushInterval,
 			ShutdownTimeout:   e.ShutdownTimeout,
 			FetchMaxBytes:     e.KafkaFetchMaxBytes,
-			FetchBufferBytes:  e.KafkaFetchBufferBytes,
+			FetchBufferBytes:  fetchBufferBytes(e.KafkaFetchBufferBytes, e.KafkaFetchMaxBytes, debug.SetMemoryLimit(-1)),
 			SessionTimeout:    e.KafkaSessionTimeout,
 			RebalanceTimeout:  e.KafkaRebalanceTimeout,
 			HeartbeatInterval: e.KafkaHeartbeatInterval,
@@ -147,4 +148,17 @@ func loadConfig() (config, error) {
 		}
 	}
 	return c, nil
+}
+
+// fetchBufferBytes resolves KAFKA_FETCH_BUFFER_BYTES: a value > 0 is used as
+// it is; 0 means a quarter of the Go memory limit (GOMEMLIMIT, which the
+// chart sets from the pod's memory limit), at most 256 MiB and at least one
+// fetch. A quarter leaves the rest for the aggregation state, the batches in
+// flight and the garbage collector's headroom.
+func fetchBufferBytes(configured int64, fetchMax int, memLimit int64) int64 {
+	if configured > 0 {
+		return configured
+	}
+	const ceiling = 256 << 20
+	return max(min(memLimit/4, ceiling), int64(fetchMax))
 }

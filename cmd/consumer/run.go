@@ -34,7 +34,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		mode = args[0]
 	}
 	switch mode {
-	case "consume", "reconcile":
+	case "consume":
+	case "reconcile":
+		// A read: it must not change the schema it reads, whatever
+		// CLICKHOUSE_MIGRATE says.
+		cfg.sink.Migrate = false
 	case "migrate":
 		cfg.sink.Migrate = true
 	default:

@@ -112,11 +112,11 @@ func (e *LayoutError) Error() string {
 			e.Topic, w.ChunkSize, n, windows, w.MaxGroups, "segments",
 			fmt.Sprintf("set MAX_GROUPS_PER_PARTITION >= %d or list fewer ROLLUP_WINDOWS", w.ChunkSize*n))
 	}
-	was, now := settingsOf(r.SegmentInputs), settingsOf(w.inputs)
+	was, cur := settingsOf(r.SegmentInputs), settingsOf(w.inputs)
 	var changed, restore []string
 	for _, s := range segmentSettings {
-		if was[s.key] != now[s.key] {
-			changed = append(changed, fmt.Sprintf("%s changed from %s to %s", s.env, was[s.key], now[s.key]))
+		if was[s.key] != cur[s.key] {
+			changed = append(changed, fmt.Sprintf("%s changed from %s to %s", s.env, was[s.key], cur[s.key]))
 			restore = append(restore, s.env+"="+was[s.key])
 		}
 	}
@@ -127,8 +127,8 @@ func (e *LayoutError) Error() string {
 	why := "chunks of this topic can be cut into segments (CHUNK_SIZE x windows > MAX_GROUPS_PER_PARTITION), " +
 		"and where depends on these settings (they decide which events are accepted and how many groups a chunk has)"
 	if w.SegmentInputs == "" {
-		why = "chunks of this topic were cut into segments, and now CHUNK_SIZE x windows <= MAX_GROUPS_PER_PARTITION " +
-			"would cut none"
+		why = "chunks of this topic could be cut into segments, and now CHUNK_SIZE x windows <= " +
+			"MAX_GROUPS_PER_PARTITION would cut none"
 	}
 	return fmt.Sprintf("%s for topic %q: %s; rows are keyed by segment, "+rekeyed+remedy,
 		strings.Join(changed, " and "), e.Topic, why, "segments", "restore "+strings.Join(restore, " and "))

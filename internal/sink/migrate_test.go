@@ -1,6 +1,8 @@
 package sink
 
 import (
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,5 +113,45 @@ func TestMigrateAddsWindow(t *testing.T) {
 	}
 	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".schema_migrations WHERE name = '0005_usage_rollup@5m'"); got != 1 {
 		t.Errorf("0005_usage_rollup@5m recorded %d times, want 1", got)
+	}
+}
+
+func TestMigrateUpgradesUsageSettings(t *testing.T) {
+	// A database migrated before 0012, holding a layout row, upgraded by four
+	// replicas at once: 18.16 has no ADD COLUMN IF NOT EXISTS, so all but one
+	// see "column already exists", which must count as success.
+	s := newTestSink(t)
+	ctx := t.Context()
+	for _, stmt := range []string{
+		"ALTER TABLE " + s.database + ".usage_settings DROP COLUMN segment_inputs",
+		"ALTER TABLE " + s.database + ".usage_settings DROP COLUMN layout_version",
+		"INSERT INTO " + s.database + ".usage_settings (topic, chunk_size, max_groups, created_at) " +
+			"SELECT '" + testTopic + "', 50000, 200000, now()",
+		"DROP TABLE " + s.database + ".schema_migrations",
+	} {
+		if err := s.conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		errs [4]error
+	)
+	for i := range errs {
+		wg.Go(func() { errs[i] = s.Migrate(ctx) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: Migrate: %v", i, err)
+		}
+	}
+	// The old row reads as legacy: only the group cap is compared.
+	if err := s.EnsureLayout(ctx, testTopic, NewLayout(50_000, 200_000, []string{"1m"}, time.Hour, 100)); err != nil {
+		t.Errorf("EnsureLayout on the upgraded legacy row: %v", err)
+	}
+	err := s.EnsureLayout(ctx, testTopic, NewLayout(50_000, 100_000, []string{"1m", "1h"}, time.Hour, 100))
+	if !errors.Is(err, ErrLayoutChanged) || !strings.Contains(err.Error(), "MAX_GROUPS_PER_PARTITION changed from 200000 to 100000") {
+		t.Errorf("EnsureLayout with another group cap on the upgraded legacy row = %v, want it refused", err)
 	}
 }
