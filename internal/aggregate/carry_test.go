@@ -42,7 +42,9 @@ func stored(rt *replacingTable, cfg Config, chunk int64, progress Progress) *Sto
 func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
 	cfg := testConfig(100)
 	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
-	ev := func(off int64) *events.Event { return carryEvent("evt_"+string(rune('a'+off%26))+string(rune('a'+off/26)), base+off*1000) }
+	ev := func(off int64) *events.Event {
+		return carryEvent("evt_"+string(rune('a'+off%26))+string(rune('a'+off/26)), base+off*1000)
+	}
 	table := newTable(t)
 
 	p := NewPartition(cfg)
