@@ -62,7 +62,6 @@ type env struct {
 
 	MetricsAddr           string `envconfig:"METRICS_ADDR" default:":9464"`
 	LogLevel              string `envconfig:"LOG_LEVEL" default:"info"`
-	FaultCrashAfterWrites int    `envconfig:"FAULT_CRASH_AFTER_WRITES" default:"0"`
 }
 
 // config is the typed configuration of every package, built from env.
@@ -106,7 +105,6 @@ func loadConfig() (config, error) {
 			IdleTimeout:       e.IdleTimeout,
 			StallTimeout:      e.StallTimeout,
 			EndOffsetInterval: consumer.DefaultConfig().EndOffsetInterval,
-			CrashAfterWrites:  e.FaultCrashAfterWrites,
 			Security: consumer.Security{
 				TLS:           e.KafkaTLSEnabled,
 				CAFile:        e.KafkaTLSCAFile,

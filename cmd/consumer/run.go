@@ -80,7 +80,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, snk, log, reg)
+	writer, err := withFailpoints(snk, log)
+	if err != nil {
+		return err
+	}
+	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, writer, log, reg)
 	if err != nil {
 		return err
 	}

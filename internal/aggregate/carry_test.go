@@ -1,10 +1,13 @@
-package aggregate
+package aggregate_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/rollupfake"
 )
 
 func carryEvent(id string, tsMs int64) *events.Event {
@@ -12,26 +15,22 @@ func carryEvent(id string, tsMs int64) *events.Event {
 		Endpoint: []byte("e"), StatusCode: 200, Usage: events.Usage{InputTokens: 10, TotalTokens: 10}}
 }
 
-// stored turns the rows of a table model into what Sink.ReadChunk returns
-// for one chunk: the newest segment's rows per window, with versions.
-func stored(rt *replacingTable, cfg Config, chunk int64, progress Progress) *StoredChunk {
-	sc := &StoredChunk{Segment: -1, Windows: make([][]StoredRow, len(cfg.Windows)), Progress: progress}
-	for k := range rt.rows {
-		if k.chunk == chunk {
-			sc.Segment = max(sc.Segment, k.segment)
-		}
+func carryConfig() aggregate.Config {
+	cfg := aggregate.DefaultConfig()
+	cfg.ChunkSize = 100
+	return cfg
+}
+
+// stored is what Sink.ReadChunk returns for chunk 1 of partition 0, with
+// the progress row replaced: the fake keeps the newest one, a test may need
+// the one of the last complete write.
+func stored(t *testing.T, table *rollupfake.Table, progress aggregate.Progress) *aggregate.StoredChunk {
+	t.Helper()
+	sc, err := table.ReadChunk(context.Background(), "usage", 0, 1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for k, r := range rt.rows {
-		if k.chunk != chunk || k.segment != sc.Segment {
-			continue
-		}
-		for i, w := range cfg.Windows {
-			if w.Name == k.window {
-				sc.Windows[i] = append(sc.Windows[i], StoredRow{
-					Row: Row{WindowStart: k.start, Dims: k.dims, Measures: r.measures}, Version: int64(r.version)})
-			}
-		}
-	}
+	sc.Progress = progress
 	return sc
 }
 
@@ -40,38 +39,38 @@ func stored(rt *replacingTable, cfg Config, chunk int64, progress Progress) *Sto
 // continues the chunk from offset 120 as after a deleted head: every window
 // must count each of the 151 events exactly once.
 func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
-	cfg := testConfig(100)
+	cfg := carryConfig()
 	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
 	ev := func(off int64) *events.Event {
 		return carryEvent("evt_"+string(rune('a'+off%26))+string(rune('a'+off/26)), base+off*1000)
 	}
-	table := newTable(t)
+	table := rollupfake.New(cfg.Windows)
 
-	p := NewPartition(cfg)
+	p := aggregate.NewPartition(cfg)
 	p.Begin(0)
 	for off := int64(0); off < 100; off++ {
 		p.Add(off, ev(off))
 	}
-	table.write(p.Batch("usage", 0))
+	write(t, table, p.Batch("usage", 0))
 	p.Begin(1)
 	for off := int64(100); off < 130; off++ {
 		p.Add(off, ev(off))
 	}
-	table.write(p.Batch("usage", 0))
+	write(t, table, p.Batch("usage", 0))
 	for off := int64(130); off < 150; off++ {
 		p.Add(off, ev(off))
 	}
 	b := p.Batch("usage", 0)
 	progress := b.Progress
 	b.Windows = b.Windows[:1] // only usage_rollup_1m was written
-	table.write(b)
+	write(t, table, b)
 
 	// The head below 120 is gone; offset 150 is new. The stored progress
 	// row is the one of the last complete write (LastOffset 129).
-	q := NewPartition(cfg)
+	q := aggregate.NewPartition(cfg)
 	q.Begin(1)
 	progress.LastOffset, progress.Accepted = 129, 30
-	q.Carry(stored(table, cfg, 1, progress))
+	q.Carry(stored(t, table, progress))
 	if !q.Carrying() {
 		t.Fatal("Carry did not take over the chunk")
 	}
@@ -79,9 +78,9 @@ func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
 		q.Add(off, ev(off))
 	}
 	nb := q.Batch("usage", 0)
-	table.write(nb)
+	write(t, table, nb)
 	for _, w := range cfg.Windows {
-		if got := table.sums()[w.Name]; got.Requests != 151 || got.InputTokens != 1510 {
+		if got := table.Sum(w.Name); got.Requests != 151 || got.InputTokens != 1510 {
 			t.Fatalf("%s: %d requests, %d input tokens; want 151 and 1510", w.Name, got.Requests, got.InputTokens)
 		}
 	}
@@ -95,25 +94,32 @@ func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
 // written before), and counts again when the earlier occurrence was deleted
 // before the repeat was first written.
 func TestCarryDedupHorizon(t *testing.T) {
-	cfg := testConfig(100)
+	cfg := carryConfig()
 	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
-	table := newTable(t)
-	p := NewPartition(cfg)
+	table := rollupfake.New(cfg.Windows)
+	p := aggregate.NewPartition(cfg)
 	p.Begin(1)
-	p.Carry(&StoredChunk{Segment: -1, Windows: make([][]StoredRow, 2), Progress: Progress{LastOffset: -1}})
+	p.Carry(&aggregate.StoredChunk{Segment: -1, Windows: make([][]aggregate.StoredRow, 2), Progress: aggregate.Progress{LastOffset: -1}})
 	// The log starts at 120; evt_x at 110 was deleted before this chunk was
 	// first written, evt_y at 121 is retained.
-	if got := p.Add(121, carryEvent("evt_y", base)); got != Counted {
+	if got := p.Add(121, carryEvent("evt_y", base)); got != aggregate.Counted {
 		t.Fatalf("first evt_y: %v", got)
 	}
-	if got := p.Add(125, carryEvent("evt_y", base)); got != Duplicate {
-		t.Fatalf("repeat of a retained id: %v, want Duplicate", got)
+	if got := p.Add(125, carryEvent("evt_y", base)); got != aggregate.Duplicate {
+		t.Fatalf("repeat of a retained id: %v, want aggregate.Duplicate", got)
 	}
-	if got := p.Add(126, carryEvent("evt_x", base)); got != Counted {
-		t.Fatalf("repeat of a deleted id: %v, want Counted (its first occurrence is gone)", got)
+	if got := p.Add(126, carryEvent("evt_x", base)); got != aggregate.Counted {
+		t.Fatalf("repeat of a deleted id: %v, want aggregate.Counted (its first occurrence is gone)", got)
 	}
-	table.write(p.Batch("usage", 0))
-	if got := table.sums()["1h"].Requests; got != 2 {
+	write(t, table, p.Batch("usage", 0))
+	if got := table.Sum("1h").Requests; got != 2 {
 		t.Fatalf("1h requests %d, want 2", got)
+	}
+}
+
+func write(t *testing.T, table *rollupfake.Table, b *aggregate.Batch) {
+	t.Helper()
+	if err := table.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
 	}
 }

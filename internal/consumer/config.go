@@ -55,10 +55,6 @@ type Config struct {
 	EndOffsetInterval time.Duration
 	// Security is TLS and SASL towards the brokers (KAFKA_TLS_*, KAFKA_SASL_*).
 	Security Security
-	// CrashAfterWrites, when > 0, makes the process SIGKILL itself right after
-	// its Nth successful write and before committing it: a failpoint for the
-	// end-to-end crash tests. Never set it in production.
-	CrashAfterWrites int
 }
 
 // DefaultConfig returns the documented defaults.
@@ -117,8 +113,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("end offset interval must be > 0, got %s", c.EndOffsetInterval)
 	case c.DeadLetterTopic != "" && c.DeadLetterTopic == c.Topic:
 		return fmt.Errorf("DEAD_LETTER_TOPIC must differ from KAFKA_TOPIC")
-	case c.CrashAfterWrites < 0:
-		return fmt.Errorf("FAULT_CRASH_AFTER_WRITES must be >= 0, got %d", c.CrashAfterWrites)
 	}
 	return c.Security.Validate()
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/backoff"
 	"github.com/usage-rollup/usage-rollup/internal/events"
 	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
 )
@@ -65,7 +65,6 @@ type Consumer struct {
 	status      *status
 	// budget bounds the fetched bytes all partition readers hold at once.
 	budget *partitionlog.Budget
-	writes atomic.Int64 // successful writes, only for the CrashAfterWrites failpoint
 }
 
 // dialTimeout bounds connecting to a broker, TLS and SASL included.
@@ -172,7 +171,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 				break
 			}
 			c.log.Warn().Err(err).Msg("join consumer group generation; retrying")
-			if !sleep(ctx, backoff(attempt, 10*time.Second)) {
+			if !backoff.Sleep(ctx, backoff.Delay(attempt, 10*time.Second)) {
 				break
 			}
 			attempt++
@@ -189,7 +188,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.metrics.assigned.Set(float64(len(assigned)))
 		c.log.Info().Int32("generation", gen.ID).Ints("partitions", assigned).Msg("joined generation")
 		for _, a := range gen.Assignments[c.cfg.Topic] {
-			p := newPartitionWorker(c, gen, a.ID)
+			p := newPartitionLoop(c, gen, a.ID)
 			committed := a.Offset
 			gen.Start(func(ctx context.Context) { p.run(ctx, committed) })
 		}

@@ -2,14 +2,11 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,137 +21,18 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/events"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/rollupfake"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// memTable is an in-memory stand-in for the ClickHouse tables with
-// ReplacingMergeTree semantics, for tests about the loop's own logic. It can
-// be switched "down" to fail every write, as an unreachable server would.
-type memTable struct {
-	mu       sync.Mutex
-	rows     map[memKey]memRow
-	next     map[int32]int64 // partition -> one past the last offset written
-	rejected map[[2]int64]bool
-	progress map[[2]int64]aggregate.Progress // (partition, chunk) -> row with the largest LastOffset
-	down     atomic.Bool
-	failed   atomic.Int64
-	// partialOnce makes the next write store the first window's rows only
-	// and then fail, as an INSERT sequence cut short by a crash would.
-	partialOnce atomic.Bool
-	// conflicts lists rows written twice with the same key and version but
-	// different measures, which ReplacingMergeTree could resolve either way.
-	conflicts []string
-}
-
-type memKey struct {
-	window    string
-	start     int64
-	dims      aggregate.Dims
-	partition int32
-	chunk     int64
-	segment   int64
-}
-
-type memRow struct {
-	version uint64
-	m       aggregate.Measures
-}
-
-var errDown = errors.New("clickhouse unreachable (test)")
-
-func newMemTable() *memTable {
-	return &memTable{rows: map[memKey]memRow{}, next: map[int32]int64{}, rejected: map[[2]int64]bool{},
-		progress: map[[2]int64]aggregate.Progress{}}
-}
-
-func (t *memTable) Write(ctx context.Context, b *aggregate.Batch) error {
-	if t.down.Load() {
-		t.failed.Add(1)
-		return errDown
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	partial := t.partialOnce.Swap(false)
-	for i, w := range b.Windows {
-		if partial && i > 0 {
-			return errDown
-		}
-		for _, r := range w.Rows {
-			k := memKey{w.Window.Name, r.WindowStart, r.Dims, b.Partition, b.Chunk, b.Segment}
-			old, ok := t.rows[k]
-			if ok && old.version == b.Version() && old.m != r.Measures {
-				t.conflicts = append(t.conflicts, fmt.Sprintf("key %+v version %d written with other measures: %+v, then %+v", k, b.Version(), old.m, r.Measures))
-			}
-			if !ok || b.Version() >= old.version {
-				t.rows[k] = memRow{b.Version(), r.Measures}
-			}
-		}
-	}
-	for _, r := range b.Rejected {
-		t.rejected[[2]int64{int64(b.Partition), r.Offset}] = true
-	}
-	pk := [2]int64{int64(b.Partition), b.Chunk}
-	if old, ok := t.progress[pk]; !ok || b.Progress.LastOffset >= old.LastOffset {
-		t.progress[pk] = b.Progress
-	}
-	t.next[b.Partition] = max(t.next[b.Partition], b.Progress.LastOffset+1)
-	return nil
-}
-
-// ReadChunk returns the newest segment's rows and the progress row of a
-// chunk, as the sink reads them with FINAL.
-func (t *memTable) ReadChunk(ctx context.Context, topic string, partition int32, chunk int64) (*aggregate.StoredChunk, error) {
-	if t.down.Load() {
-		return nil, errDown
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	sc := &aggregate.StoredChunk{Segment: -1, Progress: aggregate.Progress{LastOffset: -1}}
-	for k := range t.rows {
-		if k.partition == partition && k.chunk == chunk {
-			sc.Segment = max(sc.Segment, k.segment)
-		}
-	}
-	names := map[string]int{"1m": 0, "1h": 1}
-	sc.Windows = make([][]aggregate.StoredRow, len(names))
-	for k, r := range t.rows {
-		if k.partition == partition && k.chunk == chunk && k.segment == sc.Segment {
-			i := names[k.window]
-			sc.Windows[i] = append(sc.Windows[i], aggregate.StoredRow{
-				Row: aggregate.Row{WindowStart: k.start, Dims: k.dims, Measures: r.m}, Version: int64(r.version)})
-		}
-	}
-	if p, ok := t.progress[[2]int64{int64(partition), chunk}]; ok {
-		sc.Progress = p
-	}
-	return sc, nil
-}
-
-func (t *memTable) Transient(err error) bool { return errors.Is(err, errDown) }
-
-func (t *memTable) WriteFinality(ctx context.Context, f aggregate.Finality) error {
-	if t.down.Load() {
-		return errDown
-	}
-	return nil
-}
+func newMemTable() *rollupfake.Table { return rollupfake.New(aggregate.DefaultConfig().Windows) }
 
 // totals sums one window per workspace and model, like the analyst view.
-func (t *memTable) totals(window string) []sink.GroupTotals {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	by := map[[2]string]aggregate.Measures{}
-	for k, r := range t.rows {
-		if k.window != window {
-			continue
-		}
-		m := by[[2]string{k.dims.WorkspaceID, k.dims.Model}]
-		m.Merge(&r.m)
-		by[[2]string{k.dims.WorkspaceID, k.dims.Model}] = m
-	}
+func totals(t *rollupfake.Table, window string) []sink.GroupTotals {
+	by := t.ByWorkspaceModel(window)
 	out := make([]sink.GroupTotals, 0, len(by))
 	for k, m := range by {
 		out = append(out, sink.GroupTotals{WorkspaceID: k[0], Model: k[1], Measures: m})
@@ -162,11 +40,10 @@ func (t *memTable) totals(window string) []sink.GroupTotals {
 	return out
 }
 
-func (t *memTable) caughtUp(ends map[int]int64) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// caughtUp reports whether every partition's writes reached its end offset.
+func caughtUp(t *rollupfake.Table, ends map[int]int64) bool {
 	for p, end := range ends {
-		if t.next[int32(p)] < end {
+		if t.Next(int32(p)) < end {
 			return false
 		}
 	}
@@ -211,7 +88,7 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 	}
 
 	table := newMemTable()
-	table.down.Store(true) // ClickHouse is down when the consumer starts
+	table.Down.Store(true) // ClickHouse is down when the consumer starts
 	cfg := DefaultConfig()
 	cfg.Brokers, cfg.Topic, cfg.GroupID = bs, topic, topic
 	cfg.FlushInterval, cfg.RetryBackoffMax = 200*time.Millisecond, 300*time.Millisecond
@@ -231,29 +108,29 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(bs...), Timeout: 10 * time.Second, Transport: transport}
 	// Let every partition hit the outage several times.
-	for table.failed.Load() < 3*partitions {
+	for table.Failed.Load() < 3*partitions {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if got := committed(t, client, topic, partitions); anyAbove(got, 0) {
 		t.Fatalf("offsets committed while nothing was written: %v", got)
 	}
-	table.down.Store(false)
+	table.Down.Store(false)
 
 	ends := map[int]int64{}
 	for p := range partitions {
 		ends[p] = endOffset(t, client, topic, p)
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for !table.caughtUp(ends) {
+	for !caughtUp(table, ends) {
 		if time.Now().After(deadline) {
 			t.Fatal("consumer did not catch up after the outage")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if diffs := check.Diff(&want, table.totals("1h")); len(diffs) > 0 {
+	if diffs := check.Diff(&want, totals(table, "1h")); len(diffs) > 0 {
 		t.Fatalf("sums after outage differ:\n%s", strings.Join(diffs, "\n"))
 	}
-	if n := len(table.rejected); n != want.Malformed {
+	if n := table.Rejected(); n != want.Malformed {
 		t.Errorf("rejected %d, want %d", n, want.Malformed)
 	}
 

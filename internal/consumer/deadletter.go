@@ -13,13 +13,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/backoff"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
 )
-
-// maxDeadLetterBytes bounds the rejected messages a partition holds for the
-// dead-letter topic between flushes; a burst of large poison messages makes
-// it flush early instead of growing.
-const maxDeadLetterBytes = 16 << 20
 
 // Headers of a dead letter written truncated because the dead-letter topic
 // refused the whole message (docs/operations.md, "Dead letters").
@@ -35,28 +32,45 @@ const (
 	classPermanent = "permanent" // refused for good: written truncated, or dropped
 )
 
-// deadLetter queues a rejected record for the dead-letter topic: the
-// original key and value, and headers saying why and from where. key and
-// value are copied, since the fetch loop reuses its buffers.
-func (w *partitionWorker) deadLetter(offset int64, recordTime time.Time, key, value []byte, rej *events.RejectError) {
-	if w.c.deadLetters == nil {
-		return
-	}
-	w.deadLetters = append(w.deadLetters, kafka.Message{
+// deadLetters is one partition's queue of rejected records for the
+// dead-letter topic and the code that writes them. It is not safe for
+// concurrent use: the partition's goroutine owns it.
+type deadLetters struct {
+	writer     deadLetterWriter
+	topic      string
+	partition  int
+	log        zerolog.Logger
+	met        *metrics
+	backoffMax time.Duration
+	// msgs are held until the next flush writes them, before the ClickHouse
+	// write and the commit.
+	msgs   []kafka.Message
+	nbytes int
+}
+
+// bytes is the size of the values queued.
+func (d *deadLetters) bytes() int { return d.nbytes }
+
+// add queues a rejected record for the dead-letter topic: the original key
+// and value, and headers saying why and from where. Key and value are
+// copied, since the fetch loop reuses its buffers.
+func (d *deadLetters) add(offset int64, rec *partitionlog.Record, rej *events.RejectError) {
+	key, value, recordTime := rec.Key, rec.Value, rec.Time
+	d.msgs = append(d.msgs, kafka.Message{
 		Key:   bytes.Clone(key),
 		Value: bytes.Clone(value),
 		Headers: []kafka.Header{
 			{Key: "usage-rollup-reason", Value: []byte(rej.Reason)},
 			{Key: "usage-rollup-field", Value: []byte(rej.Field)},
 			{Key: "usage-rollup-detail", Value: []byte(rej.Detail)},
-			{Key: "usage-rollup-source-topic", Value: []byte(w.topic)},
-			{Key: "usage-rollup-source-partition", Value: strconv.AppendInt(nil, int64(w.partition), 10)},
+			{Key: "usage-rollup-source-topic", Value: []byte(d.topic)},
+			{Key: "usage-rollup-source-partition", Value: strconv.AppendInt(nil, int64(d.partition), 10)},
 			{Key: headerSourceOffset, Value: strconv.AppendInt(nil, offset, 10)},
 			{Key: "usage-rollup-source-timestamp", Value: []byte(recordTime.UTC().Format(time.RFC3339Nano))},
 			{Key: "usage-rollup-rejected-at", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
 		},
 	})
-	w.deadLetterBytes += len(value)
+	d.nbytes += len(value)
 }
 
 // writeDeadLetters writes the queued rejected messages. It runs before the
@@ -67,17 +81,17 @@ func (w *partitionWorker) deadLetter(offset int64, recordTime time.Time, key, va
 // large for its max.message.bytes, invalid) ends in salvage, never in an
 // endless retry. A replay writes dead letters again: the topic is
 // at-least-once, and the source-offset headers identify repeats.
-func (w *partitionWorker) writeDeadLetters(ctx context.Context) error {
-	if len(w.deadLetters) == 0 {
+func (d *deadLetters) write(ctx context.Context) error {
+	if len(d.msgs) == 0 {
 		return nil
 	}
-	refused, err := w.deliver(ctx, w.deadLetters)
+	refused, err := d.deliver(ctx, d.msgs)
 	if err != nil {
-		return fmt.Errorf("write %d dead letters: %w", len(w.deadLetters), err)
+		return fmt.Errorf("write %d dead letters: %w", len(d.msgs), err)
 	}
-	written := len(w.deadLetters) - len(refused)
+	written := len(d.msgs) - len(refused)
 	for _, r := range refused {
-		ok, err := w.salvage(ctx, r)
+		ok, err := d.salvage(ctx, r)
 		if err != nil {
 			return fmt.Errorf("write refused dead letter: %w", err)
 		}
@@ -85,9 +99,9 @@ func (w *partitionWorker) writeDeadLetters(ctx context.Context) error {
 			written++
 		}
 	}
-	w.c.metrics.deadLetters.Add(float64(written))
-	clear(w.deadLetters) // drop references to the message buffers
-	w.deadLetters, w.deadLetterBytes = w.deadLetters[:0], 0
+	d.met.deadLetters.Add(float64(written))
+	clear(d.msgs) // drop references to the message buffers
+	d.msgs, d.nbytes = d.msgs[:0], 0
 	return nil
 }
 
@@ -105,10 +119,10 @@ type refusal struct {
 // deliver writes msgs, retrying those that failed transiently with capped
 // jittered backoff until they are acknowledged or ctx ends. It returns the
 // ones refused for good.
-func (w *partitionWorker) deliver(ctx context.Context, msgs []kafka.Message) ([]refusal, error) {
+func (d *deadLetters) deliver(ctx context.Context, msgs []kafka.Message) ([]refusal, error) {
 	var refused []refusal
 	for attempt := 0; len(msgs) > 0; {
-		err := w.c.deadLetters.WriteMessages(ctx, msgs...)
+		err := d.writer.WriteMessages(ctx, msgs...)
 		if err == nil {
 			break
 		}
@@ -145,22 +159,22 @@ func (w *partitionWorker) deliver(ctx context.Context, msgs []kafka.Message) ([]
 		}
 		if len(retry) > 0 || shared {
 			// Retried: with backoff, or (a refused batch) message by message.
-			w.c.metrics.deadLetterErr.WithLabelValues(classTransient).Inc()
+			d.met.deadLetterErr.WithLabelValues(classTransient).Inc()
 		}
 		if shared {
-			w.log.Debug().Int("messages", len(msgs)).Int("refused", len(refused)).
+			d.log.Debug().Int("messages", len(msgs)).Int("refused", len(refused)).
 				Msg("dead-letter topic refused a batch; retrying its messages one by one")
 		}
 		if len(retry) == 0 {
 			break
 		}
-		d := backoff(attempt, w.c.cfg.RetryBackoffMax)
+		delay := backoff.Delay(attempt, d.backoffMax)
 		level := zerolog.WarnLevel
 		if needsOperator(err) {
 			level = zerolog.ErrorLevel
 		}
-		w.log.WithLevel(level).Err(err).Int("messages", len(retry)).Dur("retry_in", d).Msg("write dead letters; retrying")
-		if !sleep(ctx, d) {
+		d.log.WithLevel(level).Err(err).Int("messages", len(retry)).Dur("retry_in", delay).Msg("write dead letters; retrying")
+		if !backoff.Sleep(ctx, delay) {
 			return nil, ctx.Err()
 		}
 		msgs = retry
@@ -176,9 +190,9 @@ func (w *partitionWorker) deliver(ctx context.Context, msgs []kafka.Message) ([]
 // keeps), the same key and headers, and headers saying it was truncated and
 // the original size. Refused even then, it is counted, logged and dropped;
 // usage_rejected keeps its row.
-func (w *partitionWorker) salvage(ctx context.Context, r refusal) (bool, error) {
+func (d *deadLetters) salvage(ctx context.Context, r refusal) (bool, error) {
 	if r.shared {
-		again, err := w.deliver(ctx, []kafka.Message{r.msg})
+		again, err := d.deliver(ctx, []kafka.Message{r.msg})
 		if err != nil {
 			return false, err
 		}
@@ -187,23 +201,23 @@ func (w *partitionWorker) salvage(ctx context.Context, r refusal) (bool, error) 
 		}
 		r = again[0]
 	}
-	met := w.c.metrics
+	met := d.met
 	met.deadLetterErr.WithLabelValues(classPermanent).Inc()
 	offset := sourceOffset(&r.msg)
-	again, err := w.deliver(ctx, []kafka.Message{truncated(r.msg)})
+	again, err := d.deliver(ctx, []kafka.Message{truncated(r.msg)})
 	if err != nil {
 		return false, err
 	}
 	if len(again) == 0 {
 		met.dlTruncated.Inc()
-		w.log.Warn().Err(r.err).Str("topic", w.topic).Int64("offset", offset).Int("bytes", len(r.msg.Value)).
+		d.log.Warn().Err(r.err).Str("topic", d.topic).Int64("offset", offset).Int("bytes", len(r.msg.Value)).
 			Int("written_bytes", min(len(r.msg.Value), aggregate.MaxRejectedPayload)).
 			Msg("dead-letter topic refused the message; wrote it truncated")
 		return true, nil
 	}
 	met.deadLetterErr.WithLabelValues(classPermanent).Inc()
 	met.dlDropped.Inc()
-	w.log.Error().Err(again[0].err).AnErr("first_error", r.err).Str("topic", w.topic).Int64("offset", offset).
+	d.log.Error().Err(again[0].err).AnErr("first_error", r.err).Str("topic", d.topic).Int64("offset", offset).
 		Int("bytes", len(r.msg.Value)).
 		Msg("dead-letter topic refused the message, even truncated; no dead letter written (usage_rejected keeps its row)")
 	return false, nil

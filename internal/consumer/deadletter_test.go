@@ -18,6 +18,7 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
 )
 
 func TestRefusedForGood(t *testing.T) {
@@ -116,12 +117,12 @@ func TestDeadLettersTheTopicRefuses(t *testing.T) {
 			rej := &events.RejectError{Reason: events.ReasonInvalidJSON, Detail: "test"}
 			want := map[int64]letter{}
 			for off, l := range tc.letters {
-				w.deadLetter(int64(off), time.Now(), l.key, l.value, rej)
+				w.add(int64(off), &partitionlog.Record{Offset: int64(off), Time: time.Now(), Key: l.key, Value: l.value}, rej)
 				want[int64(off)] = l
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if err := w.writeDeadLetters(ctx); err != nil {
+			if err := w.write(ctx); err != nil {
 				t.Fatalf("writeDeadLetters: %v", err)
 			}
 			counts := map[string]int{}
@@ -160,8 +161,8 @@ func TestDeadLettersTheTopicRefuses(t *testing.T) {
 			if n := testutil.ToFloat64(c.metrics.deadLetterErr.WithLabelValues(classPermanent)); int(n) != counts["truncated"]+2*counts["dropped"] {
 				t.Errorf("permanent errors = %v, want one per refused message and one per refused truncation", n)
 			}
-			if len(w.deadLetters) != 0 || w.deadLetterBytes != 0 {
-				t.Errorf("queue not reset: %d messages, %d bytes", len(w.deadLetters), w.deadLetterBytes)
+			if len(w.msgs) != 0 || w.nbytes != 0 {
+				t.Errorf("queue not reset: %d messages, %d bytes", len(w.msgs), w.nbytes)
 			}
 		})
 	}
@@ -173,11 +174,11 @@ func TestDeadLettersWaitForTheTopic(t *testing.T) {
 	bs := brokers(t)
 	dlq := fmt.Sprintf("consumer-dlq-late-%d-%d", time.Now().Unix(), rand.IntN(1e6))
 	w, c := deadLetterWorker(t, bs, dlq+"-src", dlq)
-	w.deadLetter(7, time.Now(), []byte("k"), []byte("{"), &events.RejectError{Reason: events.ReasonInvalidJSON})
+	w.add(7, &partitionlog.Record{Offset: 7, Time: time.Now(), Key: []byte("k"), Value: []byte("{")}, &events.RejectError{Reason: events.ReasonInvalidJSON})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- w.writeDeadLetters(ctx) }()
+	go func() { done <- w.write(ctx) }()
 	time.Sleep(1500 * time.Millisecond)
 	select {
 	case err := <-done:
@@ -196,9 +197,9 @@ func TestDeadLettersWaitForTheTopic(t *testing.T) {
 	}
 }
 
-// deadLetterWorker returns a partition worker of topic whose consumer writes
-// dead letters to dlq, without joining a group.
-func deadLetterWorker(t *testing.T, bs []string, topic, dlq string) (*partitionWorker, *Consumer) {
+// deadLetterWorker returns the dead-letter queue of partition 0 of topic,
+// writing to dlq, without joining a group.
+func deadLetterWorker(t *testing.T, bs []string, topic, dlq string) (*deadLetters, *Consumer) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Brokers, cfg.Topic, cfg.GroupID, cfg.DeadLetterTopic = bs, topic, topic, dlq
@@ -213,7 +214,8 @@ func deadLetterWorker(t *testing.T, bs []string, topic, dlq string) (*partitionW
 		}
 		c.transport.CloseIdleConnections()
 	})
-	return &partitionWorker{c: c, topic: topic, partition: 0, log: zerolog.Nop()}, c
+	return &deadLetters{writer: c.deadLetters, topic: topic, partition: 0, log: zerolog.Nop(),
+		met: c.metrics, backoffMax: cfg.RetryBackoffMax}, c
 }
 
 // createTopic creates topic with topic-level configs.

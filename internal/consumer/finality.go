@@ -9,29 +9,29 @@ import (
 
 // writeFinality records closed_through when it advanced by at least a
 // second. It is best effort: a failure is retried by the next flush.
-func (w *partitionWorker) writeFinality(ctx context.Context, closedMs, maxEventMs, next int64, idle bool) {
+func (l *partitionLoop) writeFinality(ctx context.Context, closedMs, maxEventMs, next int64, idle bool) {
 	closedMs -= closedMs % 1000 // the table stores seconds
-	if closedMs <= w.closedMs {
+	if closedMs <= l.closedMs {
 		return
 	}
-	f := aggregate.Finality{Topic: w.topic, Partition: int32(w.partition), ClosedThroughMs: closedMs,
+	f := aggregate.Finality{Topic: l.topic, Partition: int32(l.partition), ClosedThroughMs: closedMs,
 		MaxEventTimeMs: maxEventMs, CommittedOffset: next, Idle: idle}
-	if err := w.c.writer.WriteFinality(ctx, f); err != nil {
-		w.log.Warn().Err(err).Msg("write usage_progress; retried at the next flush")
+	if err := l.c.writer.WriteFinality(ctx, f); err != nil {
+		l.log.Warn().Err(err).Msg("write usage_progress; retried at the next flush")
 		return
 	}
-	w.closedMs = closedMs
-	w.c.status.setClosed(w.partition, closedMs)
+	l.closedMs = closedMs
+	l.c.status.setClosed(l.partition, closedMs)
 }
 
 // idle advances closed_through of a partition that is caught up and has seen
 // no records for IdleTimeout: any event still to come will be recent, so the
 // wall clock minus the allowed lateness bounds what it can reopen.
-func (w *partitionWorker) idle(ctx context.Context) {
+func (l *partitionLoop) idle(ctx context.Context) {
 	now := time.Now()
-	if now.Sub(w.lastRecord) < w.c.cfg.IdleTimeout || !w.c.status.caughtUp(w.partition) {
+	if now.Sub(l.lastRecord) < l.c.cfg.IdleTimeout || !l.c.status.caughtUp(l.partition) {
 		return
 	}
-	p := w.state.Progress()
-	w.writeFinality(ctx, now.Add(-w.c.agg.AllowedLateness).UnixMilli(), p.MaxEventTimeMs, p.LastOffset+1, true)
+	p := l.proc.state.Progress()
+	l.writeFinality(ctx, now.Add(-l.c.agg.AllowedLateness).UnixMilli(), p.MaxEventTimeMs, p.LastOffset+1, true)
 }

@@ -1,20 +1,27 @@
-// Package servicetest holds what the tests that run the consumer against
-// real services share: the service addresses, the consumer binary and a
-// buffer for a process's output. The end-to-end tests and the
-// fault-injection suite both use it.
+// Package servicetest holds what the tests that run against real services
+// share: the service addresses and the skip-or-fail rule, a scratch
+// ClickHouse database, chDB, the consumer binary and a buffer for a
+// process's output. The end-to-end tests, the fault-injection suite and the
+// ClickHouse packages' tests use it.
 package servicetest
 
 import (
 	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // Services are the addresses of the Kafka broker and the ClickHouse server,
@@ -33,16 +40,92 @@ func Need(t testing.TB) Services {
 		ClickHouse: EnvOr("CLICKHOUSE_ADDR", "127.0.0.1:9000"),
 	}
 	for _, addr := range []string{s.Brokers[0], s.ClickHouse} {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
-				t.Fatalf("service %s unreachable: %v (start them with scripts/test.sh)", addr, err)
-			}
-			t.Skipf("service %s unreachable: %v", addr, err)
-		}
-		c.Close()
+		reach(t, addr)
 	}
 	return s
+}
+
+// NeedClickHouse returns the ClickHouse address (CLICKHOUSE_ADDR), for tests
+// that need no Kafka; it skips or fails like Need.
+func NeedClickHouse(t testing.TB) string {
+	t.Helper()
+	addr := EnvOr("CLICKHOUSE_ADDR", "127.0.0.1:9000")
+	reach(t, addr)
+	return addr
+}
+
+// reach skips the test when nothing accepts a TCP connection at addr, or
+// fails it when USAGE_ROLLUP_REQUIRE_SERVICES=1.
+func reach(t testing.TB, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		skipOrFail(t, "service %s unreachable: %v (start them with scripts/test.sh)", addr, err)
+		return
+	}
+	c.Close()
+}
+
+// Required reports whether missing services fail tests instead of skipping
+// them (USAGE_ROLLUP_REQUIRE_SERVICES=1, as in CI).
+func Required() bool { return os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" }
+
+func skipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// chdbCheck is scripts/chdb_check.py, found from this file so that tests in
+// any package can run it.
+func chdbCheck() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "scripts", "chdb_check.py")
+}
+
+// NeedChDB returns the version of the ClickHouse embedded in chDB (Python),
+// a current engine the tests check SQL on; it skips or fails like Need when
+// python3 with chdb is missing (scripts/chdb.sh install).
+func NeedChDB(t testing.TB) string {
+	t.Helper()
+	if err := exec.Command("python3", "-c", "import chdb").Run(); err != nil {
+		skipOrFail(t, "python3 with chdb is not available (scripts/chdb.sh install): %v", err)
+		return ""
+	}
+	out, err := exec.Command("python3", chdbCheck(), "version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s version: %v\n%s", chdbCheck(), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TempDatabase returns the ClickHouse address and the name of a database
+// that does not exist yet, and drops that database when the test ends. It
+// skips or fails like NeedClickHouse.
+func TempDatabase(t testing.TB) (addr, database string) {
+	t.Helper()
+	addr = NeedClickHouse(t)
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	database = "usage_test_" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.Native, Addr: []string{addr},
+			Auth: clickhouse.Auth{Username: "default"}, DialTimeout: 5 * time.Second})
+		if err == nil {
+			err = c.Exec(ctx, "DROP DATABASE IF EXISTS `"+database+"`")
+			_ = c.Close()
+		}
+		if err != nil {
+			t.Errorf("drop database %s: %v", database, err)
+		}
+	})
+	return addr, database
 }
 
 // EnvOr returns the environment variable k, or def when it is unset or empty.
@@ -53,7 +136,7 @@ func EnvOr(k, def string) string {
 	return def
 }
 
-// BuildConsumer builds cmd/consumer (pkg is its path relative to the
+// BuildConsumer builds cmd/consumer with the faults build tag (pkg is its path relative to the
 // calling test's directory) into a temporary directory. A TestMain calls
 // it once and calls cleanup after the tests ran.
 func BuildConsumer(pkg string) (binary string, cleanup func(), err error) {
@@ -62,7 +145,9 @@ func BuildConsumer(pkg string) (binary string, cleanup func(), err error) {
 		return "", nil, err
 	}
 	binary = filepath.Join(dir, "consumer")
-	build := exec.Command("go", "build", "-o", binary, pkg)
+	// The faults tag builds in the test failpoints (FAULT_CRASH_AFTER_WRITES)
+	// that the shipped binary does not have.
+	build := exec.Command("go", "build", "-tags", "faults", "-o", binary, pkg)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		os.RemoveAll(dir)

@@ -38,12 +38,14 @@ var knownMetrics = []string{
 	"usage_rollup_closed_through_timestamp_seconds", "usage_rollup_freshness_seconds",
 	"usage_rollup_last_progress_timestamp_seconds", "usage_rollup_rebalances_total", "usage_rollup_assigned_partitions",
 	"usage_rollup_groups_in_memory", "usage_rollup_state_bytes", "usage_rollup_ready",
+	"usage_rollup_offset_out_of_range", "usage_rollup_log_gap_offsets_total", "usage_rollup_chunks_carried_total",
 }
 
 // requiredAlerts are the alerts the operations guide documents.
 var requiredAlerts = []string{
 	"UsageRollupLagGrowing", "UsageRollupConsumerStalled", "UsageRollupHighRejectionRate",
 	"UsageRollupDeadLettersRefused", "UsageRollupInsertErrors", "UsageRollupInsertErrorsPermanent", "UsageRollupStale",
+	"UsageRollupOffsetOutOfRange",
 }
 
 const (
@@ -159,6 +161,9 @@ func TestPrometheusRule(t *testing.T) {
 		for _, rule := range g.Rules {
 			if rule.Alert == "UsageRollupInsertErrorsPermanent" && rule.Labels["severity"] != "critical" {
 				t.Errorf("permanent write errors must be critical")
+			}
+			if rule.Alert == "UsageRollupOffsetOutOfRange" && rule.Labels["severity"] != "critical" {
+				t.Errorf("a partition held unread must be critical")
 			}
 		}
 	}
@@ -474,6 +479,17 @@ usage_rollup_batch_write_errors_total{` + sel + `, class="permanent"} 5x60`, fal
 usage_rollup_freshness_seconds{` + sel + `} 0+60x60`, true},
 		{"fresh tables", "UsageRollupStale", `
 usage_rollup_freshness_seconds{` + sel + `} 30x60`, false},
+		{"committed offset past the log end", "UsageRollupOffsetOutOfRange", `
+usage_rollup_offset_out_of_range{` + sel + `, partition="3"} 1x60`, true},
+		{"held partition moved to another pod", "UsageRollupOffsetOutOfRange", `
+usage_rollup_offset_out_of_range{` + sel + `, partition="3"} 1x58 stale
+usage_rollup_offset_out_of_range{` + sel2 + `, partition="3"} _x59 1`, true},
+		{"past the log end for less than a minute", "UsageRollupOffsetOutOfRange", `
+usage_rollup_offset_out_of_range{` + sel + `, partition="3"} _x60 1`, false},
+		{"offset reset, partition consumed again", "UsageRollupOffsetOutOfRange", `
+usage_rollup_offset_out_of_range{` + sel + `, partition="3"} 1x50 stale`, false},
+		{"every partition within its log", "UsageRollupOffsetOutOfRange", `
+usage_rollup_consumer_lag{` + sel + `, partition="3"} 10x60`, false},
 	}
 	engine := promqltest.NewTestEngine(t, false, 0, 1_000_000)
 	covered := map[string]bool{}

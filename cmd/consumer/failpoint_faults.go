@@ -1,0 +1,56 @@
+//go:build faults
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/consumer"
+)
+
+// withFailpoints wraps w in the test build's failpoints (go build -tags
+// faults; the end-to-end tests and the fault suite build the consumer so).
+// FAULT_CRASH_AFTER_WRITES=N makes the process SIGKILL itself right after its
+// Nth successful batch write, before that batch's offset is committed: a
+// crash between a durable write and its commit.
+func withFailpoints(w consumer.BatchWriter, log zerolog.Logger) (consumer.BatchWriter, error) {
+	v := os.Getenv("FAULT_CRASH_AFTER_WRITES")
+	if v == "" {
+		return w, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return nil, fmt.Errorf("FAULT_CRASH_AFTER_WRITES: %q is not a count >= 0", v)
+	}
+	if n == 0 {
+		return w, nil
+	}
+	return &crashAfterWrites{BatchWriter: w, n: n, log: log}, nil
+}
+
+type crashAfterWrites struct {
+	consumer.BatchWriter
+	n      int64
+	writes atomic.Int64
+	log    zerolog.Logger
+}
+
+func (c *crashAfterWrites) Write(ctx context.Context, b *aggregate.Batch) error {
+	if err := c.BatchWriter.Write(ctx, b); err != nil {
+		return err
+	}
+	if c.writes.Add(1) == c.n {
+		c.log.Warn().Int64("last_offset", b.Progress.LastOffset).Msg("failpoint: killing the process between write and commit")
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // SIGKILL cannot be caught; wait for it to land
+	}
+	return nil
+}
