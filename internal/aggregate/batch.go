@@ -131,7 +131,7 @@ type Finality struct {
 // the rows of its newest segment, each with the last offset it covers, and
 // its progress row. A chunk the log can no longer reproduce in full (its head
 // or part of its dedup horizon was deleted or compacted away) is continued
-// from it instead of being recomputed: see Partition.Carry.
+// from it instead of being recomputed: see ChunkState.Carry.
 type StoredChunk struct {
 	// Segment is the first offset of the newest segment of the chunk that
 	// has rows in any window table; -1 when no rollup row exists.

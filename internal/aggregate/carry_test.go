@@ -46,7 +46,7 @@ func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
 	}
 	table := rollupfake.New(cfg.Windows)
 
-	p := aggregate.NewPartition(cfg)
+	p := aggregate.NewChunkState(cfg)
 	p.Begin(0)
 	for off := int64(0); off < 100; off++ {
 		p.Add(off, ev(off))
@@ -67,7 +67,7 @@ func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
 
 	// The head below 120 is gone; offset 150 is new. The stored progress
 	// row is the one of the last complete write (LastOffset 129).
-	q := aggregate.NewPartition(cfg)
+	q := aggregate.NewChunkState(cfg)
 	q.Begin(1)
 	progress.LastOffset, progress.Accepted = 129, 30
 	q.Carry(stored(t, table, progress))
@@ -97,7 +97,7 @@ func TestCarryDedupHorizon(t *testing.T) {
 	cfg := carryConfig()
 	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
 	table := rollupfake.New(cfg.Windows)
-	p := aggregate.NewPartition(cfg)
+	p := aggregate.NewChunkState(cfg)
 	p.Begin(1)
 	p.Carry(&aggregate.StoredChunk{Segment: -1, Windows: make([][]aggregate.StoredRow, 2), Progress: aggregate.Progress{LastOffset: -1}})
 	// The log starts at 120; evt_x at 110 was deleted before this chunk was

@@ -33,7 +33,7 @@ func BenchmarkDecodeAndAggregate(b *testing.B) {
 	msgs := payloads(b, 20_000)
 	recordTime := time.Now()
 	dec := events.NewDecoder(events.DefaultConfig())
-	p := NewPartition(DefaultConfig())
+	p := NewChunkState(DefaultConfig())
 	p.Begin(0)
 	var ev events.Event
 	var bytes int64
@@ -76,7 +76,7 @@ func BenchmarkStateMemory(b *testing.B) {
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
-		p := NewPartition(cfg)
+		p := NewChunkState(cfg)
 		p.Begin(0)
 		// cfg.MaxGroups/2 events fill the cap: each adds a group in both windows.
 		for i := range cfg.MaxGroups / 2 {

@@ -25,7 +25,7 @@ type BatchWriter interface {
 	// WriteFinality records how far a partition's windows are complete.
 	WriteFinality(ctx context.Context, f aggregate.Finality) error
 	// ReadChunk returns what is stored of one chunk of a partition, for a
-	// chunk the log can no longer reproduce in full (aggregate.Partition.Carry).
+	// chunk the log can no longer reproduce in full (aggregate.ChunkState.Carry).
 	ReadChunk(ctx context.Context, topic string, partition int32, chunk int64) (*aggregate.StoredChunk, error)
 	// Transient reports whether a failed write may succeed unchanged later
 	// (outage, timeout, overload) rather than needing an operator (schema,

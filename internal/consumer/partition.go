@@ -72,7 +72,7 @@ func newPartitionLoop(c *Consumer, gen committer, partition int) *partitionLoop 
 		store:   store,
 		durable: l.commit,
 		dec:     events.NewDecoder(c.dec),
-		state:   aggregate.NewPartition(c.agg),
+		state:   aggregate.NewChunkState(c.agg),
 	}
 	if dead != nil { // a nil *deadLetters in the interface would not be nil
 		l.proc.dead = dead

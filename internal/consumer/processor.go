@@ -33,7 +33,7 @@ type deadLetterQueue interface {
 
 // processor turns one partition's records into durable rollup batches for
 // one generation: where to resume, decode, dedup and aggregate (through
-// aggregate.Partition), whether a chunk is recomputed from the log or
+// aggregate.ChunkState), whether a chunk is recomputed from the log or
 // carried from its stored rows, and when to flush. It knows nothing of
 // Kafka: the partition loop feeds it records and gaps and commits what
 // durable reports. It is not safe for concurrent use.
@@ -51,7 +51,7 @@ type processor struct {
 
 	dec   *events.Decoder
 	ev    events.Event
-	state *aggregate.Partition
+	state *aggregate.ChunkState
 	// warmUntil is the first offset that is aggregated; records below it
 	// (the chunk before the resume chunk) only rebuild the dedup set.
 	warmUntil int64

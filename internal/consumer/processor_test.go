@@ -174,7 +174,7 @@ func newTestProcessor(t *testing.T, table *rollupfake.Table, agg aggregate.Confi
 			}
 		},
 		dec:   events.NewDecoder(events.DefaultConfig()),
-		state: aggregate.NewPartition(agg),
+		state: aggregate.NewChunkState(agg),
 	}
 }
 

@@ -82,9 +82,10 @@ func (c Config) Validate() error {
 // ids of a dedup horizon is far less likely than a hardware error.
 type idKey = xxh3.Uint128
 
-// Partition is the running state of one partition's current chunk. It is not
+// ChunkState is the running state of one partition's current chunk (and the
+// dedup ids and event times of the chunk before it). It is not
 // safe for concurrent use: one goroutine owns one partition.
-type Partition struct {
+type ChunkState struct {
 	cfg     Config
 	chunk   int64
 	segment int64              // first offset of the current segment
@@ -123,9 +124,9 @@ type windowState struct {
 	mark  []bool  // mark[i] is true when i is in dirty
 }
 
-// NewPartition returns empty state; call Begin before Add.
-func NewPartition(cfg Config) *Partition {
-	p := &Partition{
+// NewChunkState returns empty state; call Begin before Add.
+func NewChunkState(cfg Config) *ChunkState {
+	p := &ChunkState{
 		cfg:   cfg,
 		chunk: -1,
 		cur:   make(map[idKey]struct{}),
@@ -140,19 +141,19 @@ func NewPartition(cfg Config) *Partition {
 }
 
 // ChunkOf returns the chunk that holds offset.
-func (p *Partition) ChunkOf(offset int64) int64 { return offset / p.cfg.ChunkSize }
+func (p *ChunkState) ChunkOf(offset int64) int64 { return offset / p.cfg.ChunkSize }
 
 // ChunkStart returns the first offset of chunk.
-func (p *Partition) ChunkStart(chunk int64) int64 { return chunk * p.cfg.ChunkSize }
+func (p *ChunkState) ChunkStart(chunk int64) int64 { return chunk * p.cfg.ChunkSize }
 
 // Chunk returns the current chunk, or -1 before the first Begin.
-func (p *Partition) Chunk() int64 { return p.chunk }
+func (p *ChunkState) Chunk() int64 { return p.chunk }
 
 // Begin drops the current chunk's aggregates and starts chunk. The ids of the
 // current chunk become the dedup set of the previous chunk only if chunk
 // directly follows it; otherwise the previous set is empty, exactly as a
 // replay that starts at chunk-1 would see it.
-func (p *Partition) Begin(chunk int64) {
+func (p *ChunkState) Begin(chunk int64) {
 	if chunk == p.chunk+1 {
 		p.prev, p.cur = p.cur, p.prev
 		p.prevMaxMs = p.curMaxMs
@@ -187,7 +188,7 @@ func (p *Partition) Begin(chunk int64) {
 //
 // Call it after Begin, or mid-chunk after the pending state was written (the
 // stored rows then include it). s is not kept.
-func (p *Partition) Carry(s *StoredChunk) {
+func (p *ChunkState) Carry(s *StoredChunk) {
 	seg := max(p.segment, s.Segment, p.ChunkStart(p.chunk))
 	p.resetSegment(seg)
 	for i := range p.windows {
@@ -225,11 +226,11 @@ func (p *Partition) Carry(s *StoredChunk) {
 }
 
 // Carrying reports whether the current chunk continues from stored rows.
-func (p *Partition) Carrying() bool { return p.carrying }
+func (p *ChunkState) Carrying() bool { return p.carrying }
 
 // groupKey builds the map key of a group: 8 bytes window start, then each
 // dimension length-prefixed. It reuses keyBuf.
-func (p *Partition) groupKey(windowStart int64, d *Dims) []byte {
+func (p *ChunkState) groupKey(windowStart int64, d *Dims) []byte {
 	buf := append(p.keyBuf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
 	binary.BigEndian.PutUint64(buf[:8], uint64(windowStart))
 	for _, v := range [...]string{d.WorkspaceID, d.ProjectID, d.APIKeyID, d.Provider, d.Model, d.Endpoint} {
@@ -244,18 +245,18 @@ func (p *Partition) groupKey(windowStart int64, d *Dims) []byte {
 // so the caller must write it and call BeginSegment(offset) before feeding
 // the record at offset. After Carry, no cut happens at or below the last
 // offset the stored segment covers: a new segment there would overlap it.
-func (p *Partition) NeedsSegment(offset int64) bool {
+func (p *ChunkState) NeedsSegment(offset int64) bool {
 	return offset > p.storedThrough && p.Groups() >= p.cfg.MaxGroups
 }
 
 // BeginSegment drops the aggregates of the current segment (already written)
 // and starts a new segment of the same chunk at offset. Dedup ids, progress
 // counts and the watermark carry over: they belong to the chunk.
-func (p *Partition) BeginSegment(offset int64) {
+func (p *ChunkState) BeginSegment(offset int64) {
 	p.resetSegment(offset)
 }
 
-func (p *Partition) resetSegment(offset int64) {
+func (p *ChunkState) resetSegment(offset int64) {
 	p.segment = offset
 	for i := range p.windows {
 		ws := &p.windows[i]
@@ -272,14 +273,14 @@ func (p *Partition) resetSegment(offset int64) {
 // Warm records the id and event time of a valid event of the current chunk
 // without aggregating it. A restart uses it to rebuild the dedup set and the
 // watermark of the chunk before the one it resumes, which was already written.
-func (p *Partition) Warm(ev *events.Event) {
+func (p *ChunkState) Warm(ev *events.Event) {
 	p.cur[xxh3.Hash128(ev.ID)] = struct{}{}
 	p.curMaxMs = max(p.curMaxMs, ev.TimeMs)
 }
 
 // WatermarkMs returns the current event-time watermark in Unix ms, or 0
 // before any valid event was seen.
-func (p *Partition) WatermarkMs() int64 {
+func (p *ChunkState) WatermarkMs() int64 {
 	newest := max(p.curMaxMs, p.prevMaxMs)
 	if newest == 0 {
 		return 0
@@ -301,7 +302,7 @@ const (
 // already seen in this chunk or the previous one. The offset must belong to
 // the current chunk, and the caller must have started a new segment if
 // NeedsSegment said so.
-func (p *Partition) Add(offset int64, ev *events.Event) Outcome {
+func (p *ChunkState) Add(offset int64, ev *events.Event) Outcome {
 	p.advance(offset)
 	// Lateness is judged against the events before this one, duplicates
 	// included: the warm-up of a restart cannot tell duplicates of the chunk
@@ -418,7 +419,7 @@ func addTo(m *Measures, ev *events.Event, late bool) {
 
 // Reject records a rejected message at offset. Rejections are per offset and
 // never deduplicated: every rejected message gets exactly one row.
-func (p *Partition) Reject(offset int64, rej *events.RejectError, recordTime time.Time, value []byte) {
+func (p *ChunkState) Reject(offset int64, rej *events.RejectError, recordTime time.Time, value []byte) {
 	p.advance(offset)
 	if offset > p.progressCover {
 		p.progress.Rejected++
@@ -436,7 +437,7 @@ func (p *Partition) Reject(offset int64, rej *events.RejectError, recordTime tim
 	p.rejected = append(p.rejected, r)
 }
 
-func (p *Partition) advance(offset int64) {
+func (p *ChunkState) advance(offset int64) {
 	if p.ChunkOf(offset) != p.chunk {
 		// A caller bug, not bad input: the consumer loop must Begin a chunk
 		// before feeding its offsets, or rows would mix two chunks.
@@ -446,11 +447,11 @@ func (p *Partition) advance(offset int64) {
 }
 
 // Pending reports whether offsets were consumed since the last batch.
-func (p *Partition) Pending() bool { return p.progress.LastOffset > p.flushed }
+func (p *ChunkState) Pending() bool { return p.progress.LastOffset > p.flushed }
 
 // BatchSize returns how many rows the next batch would hold: groups changed
 // since the last batch, summed over windows, plus pending rejections.
-func (p *Partition) BatchSize() int {
+func (p *ChunkState) BatchSize() int {
 	n := len(p.rejected)
 	for i := range p.windows {
 		n += len(p.windows[i].dirty)
@@ -459,7 +460,7 @@ func (p *Partition) BatchSize() int {
 }
 
 // Groups returns the number of groups held for the current chunk, summed over windows.
-func (p *Partition) Groups() int {
+func (p *ChunkState) Groups() int {
 	n := 0
 	for i := range p.windows {
 		n += len(p.windows[i].rows)
@@ -477,19 +478,19 @@ const (
 
 // MemoryBytes estimates the heap held by the partition's state, for the
 // state-size metric. It is an estimate, not an accounting.
-func (p *Partition) MemoryBytes() int64 {
+func (p *ChunkState) MemoryBytes() int64 {
 	return int64(p.Groups())*groupBytes + int64(len(p.cur)+len(p.prev))*idBytes
 }
 
 // Progress returns the counts of the current chunk prefix.
-func (p *Partition) Progress() Progress { return p.progress }
+func (p *ChunkState) Progress() Progress { return p.progress }
 
 // Batch returns the rows changed since the last batch, the rejections since
 // then and the chunk progress, and marks them handed out. The batch and its
-// slices are owned by the Partition and valid until the next call that
+// slices are owned by the ChunkState and valid until the next call that
 // changes it; the caller writes it (retrying as long as needed) before
 // feeding more events.
-func (p *Partition) Batch(topic string, partition int32) *Batch {
+func (p *ChunkState) Batch(topic string, partition int32) *Batch {
 	b := &p.batch
 	b.Topic, b.Partition, b.Chunk, b.Segment = topic, partition, p.chunk, p.segment
 	for i := range p.windows {

@@ -37,7 +37,7 @@ func TestDedupHorizon(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := NewPartition(testConfig(chunk))
+			p := NewChunkState(testConfig(chunk))
 			p.Begin(p.ChunkOf(tc.first))
 			if p.Add(tc.first, ev("a")) == Duplicate {
 				t.Fatal("first occurrence reported as duplicate")
@@ -60,7 +60,7 @@ func TestDedupChainIsReplayDeterministic(t *testing.T) {
 	ev := &events.Event{ID: []byte("a"), TimeMs: 60_000, WorkspaceID: []byte("w"), Model: []byte("m"), Endpoint: []byte("e")}
 	offsets := []int64{10, 150, 250} // chunks 0, 1 and 2
 
-	full := NewPartition(testConfig(chunk))
+	full := NewChunkState(testConfig(chunk))
 	var got []Outcome
 	for _, off := range offsets {
 		if c := full.ChunkOf(off); c != full.Chunk() {
@@ -73,7 +73,7 @@ func TestDedupChainIsReplayDeterministic(t *testing.T) {
 		t.Fatalf("full pass outcomes = %v, want %v", got, want)
 	}
 
-	resumed := NewPartition(testConfig(chunk))
+	resumed := NewChunkState(testConfig(chunk))
 	resumed.Begin(1)
 	resumed.Warm(ev) // offset 150, read during warm-up
 	resumed.Begin(2)
@@ -83,7 +83,7 @@ func TestDedupChainIsReplayDeterministic(t *testing.T) {
 }
 
 func TestBatchHoldsOnlyChangedGroups(t *testing.T) {
-	p := NewPartition(testConfig(1000))
+	p := NewChunkState(testConfig(1000))
 	p.Begin(0)
 	mk := func(id, ws string, ms int64) *events.Event {
 		return &events.Event{ID: []byte(id), TimeMs: ms, WorkspaceID: []byte(ws), Model: []byte("m"), Endpoint: []byte("e"),
@@ -116,7 +116,7 @@ func TestBatchHoldsOnlyChangedGroups(t *testing.T) {
 
 func BenchmarkAdd(b *testing.B) {
 	cfg := DefaultConfig()
-	p := NewPartition(cfg)
+	p := NewChunkState(cfg)
 	p.Begin(0)
 	evs := make([]events.Event, 1024)
 	for i := range evs {
