@@ -92,7 +92,7 @@ func (l *fakeLog) present(off int64) bool { return off >= l.first && !l.removed[
 // allowed lateness.
 type expectation struct {
 	requests, errors, input, total, latencySum, late uint64
-	rejected                                       int
+	rejected                                         int
 }
 
 func (l *fakeLog) expected(chunk int64, lateness time.Duration) expectation {
