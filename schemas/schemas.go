@@ -1,7 +1,8 @@
-// Package schemas is the one source of the ClickHouse DDL and analyst views.
+// Package schemas is the one source of the ClickHouse DDL and analyst views,
+// and holds the JSON Schema of a usage event (event.schema.json).
 //
 // Migrations live in clickhouse/ as NNNN_name.sql, applied in NNNN order by
-// internal/sink. A file named NNNN_name.window.sql is a template applied once
+// internal/schema. A file named NNNN_name.window.sql is a template applied once
 // per configured window size. Placeholders, replaced before execution:
 //
 //	{{database}}   the target database, already backquoted: `usage`
@@ -25,3 +26,12 @@ import "embed"
 //
 //go:embed clickhouse/*.sql
 var ClickHouse embed.FS
+
+// EventSchema is event.schema.json: the JSON Schema (draft 2020-12) of one
+// usage event, for producer-side checks. The decoder in internal/events is
+// the contract's implementation; its tests validate every golden payload
+// against this schema, and docs/event-contract.md lists the rules only the
+// decoder can check.
+//
+//go:embed event.schema.json
+var EventSchema []byte

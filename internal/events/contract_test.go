@@ -2,11 +2,15 @@ package events_test
 
 import (
 	"encoding/json"
+	"maps"
 	"os"
+	"path"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/schemas"
 )
 
 // TestDocsListEveryReason keeps docs/event-contract.md's reason table in step
@@ -24,7 +28,8 @@ func TestDocsListEveryReason(t *testing.T) {
 }
 
 // TestSchemaListsEverySpelling checks that schemas/event.schema.json declares
-// every key the decoder reads, at the level where the decoder reads it.
+// every key the contract names (contractKeys), at the level where the
+// contract names it, and no other.
 func TestSchemaListsEverySpelling(t *testing.T) {
 	type props struct {
 		Properties map[string]json.RawMessage `json:"properties"`
@@ -33,31 +38,62 @@ func TestSchemaListsEverySpelling(t *testing.T) {
 		props
 		Defs map[string]props `json:"$defs"`
 	}
-	raw, err := os.ReadFile("../../schemas/event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &schema); err != nil {
+	if err := json.Unmarshal(schemas.EventSchema, &schema); err != nil {
 		t.Fatalf("schema is not JSON: %v", err)
 	}
-	levels := []struct {
-		name string
-		have map[string]json.RawMessage
-		keys []string
-	}{
-		{"top level", schema.Properties, []string{"id", "timestamp", "workspace_id", "workspaceId", "project_id", "projectId",
-			"api_key_id", "apiKeyId", "provider", "model", "endpoint", "status_code", "statusCode", "latency_ms", "latencyMs", "usage"}},
-		{"usage", schema.Defs["usage"].Properties, []string{"input_tokens", "inputTokens", "prompt_tokens", "promptTokens",
-			"output_tokens", "outputTokens", "completion_tokens", "completionTokens", "total_tokens", "totalTokens",
-			"input_tokens_details", "inputTokensDetails", "prompt_tokens_details", "promptTokensDetails"}},
-		{"input tokens details", schema.Defs["inputTokensDetails"].Properties, []string{"text_tokens", "textTokens",
-			"image_tokens", "imageTokens", "cached_tokens", "cachedTokens"}},
+	levels := map[string]map[string]json.RawMessage{
+		levelTop:     schema.Properties,
+		levelUsage:   schema.Defs["usage"].Properties,
+		levelDetails: schema.Defs["inputTokensDetails"].Properties,
 	}
-	for _, l := range levels {
-		for _, k := range l.keys {
-			if _, ok := l.have[k]; !ok {
-				t.Errorf("schema %s lacks property %q", l.name, k)
+	for level, have := range levels {
+		for k := range contractKeys[level] {
+			if _, ok := have[k]; !ok {
+				t.Errorf("schema level %q lacks property %q", level, k)
 			}
+		}
+		for k := range have {
+			if _, ok := contractKeys[level][k]; !ok {
+				t.Errorf("schema level %q declares %q, which docs/event-contract.md does not name", level, k)
+			}
+		}
+	}
+}
+
+// TestDocsListDecoderOnly keeps the section "What the JSON Schema cannot
+// check" of docs/event-contract.md in step with decoderOnly: every payload
+// listed there is named in the section's table (a * matches many), and every
+// payload the table names is listed there.
+func TestDocsListDecoderOnly(t *testing.T) {
+	doc := string(readFile(t, "../../docs/event-contract.md"))
+	_, section, ok := strings.Cut(doc, "\n## What the JSON Schema cannot check\n")
+	if !ok {
+		t.Fatal("docs/event-contract.md has no section \"What the JSON Schema cannot check\"")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var named []string // backquoted .json names in the table, as patterns
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			continue
+		}
+		for i, part := range strings.Split(line, "`") {
+			if i%2 == 1 && strings.HasSuffix(part, ".json") {
+				named = append(named, path.Base(part))
+			}
+		}
+	}
+	matches := func(pattern, name string) bool {
+		ok, err := path.Match(pattern, name)
+		return err == nil && ok
+	}
+	for name := range decoderOnly {
+		if !slices.ContainsFunc(named, func(p string) bool { return matches(p, name) }) {
+			t.Errorf("docs do not name decoder-only payload %s", name)
+		}
+	}
+	for _, p := range named {
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(decoderOnly)), func(name string) bool { return matches(p, name) }) {
+			t.Errorf("docs name %s as decoder only, but decoderOnly has no such payload", p)
 		}
 	}
 }
