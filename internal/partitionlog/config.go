@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/backoff"
 )
 
 // Config says which partition a Reader reads and how it fetches.
@@ -73,8 +75,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("partitionlog: MaxWait %v must be at least 1ms", c.MaxWait)
 	case c.RequestTimeout <= 0:
 		return fmt.Errorf("partitionlog: RequestTimeout %v must be positive", c.RequestTimeout)
-	case c.RetryBackoffMax < backoffMin:
-		return fmt.Errorf("partitionlog: RetryBackoffMax %v must be at least %v", c.RetryBackoffMax, backoffMin)
+	case c.RetryBackoffMax < backoff.Min:
+		return fmt.Errorf("partitionlog: RetryBackoffMax %v must be at least %v", c.RetryBackoffMax, backoff.Min)
 	}
 	return nil
 }

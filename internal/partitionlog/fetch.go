@@ -41,7 +41,8 @@ type Fetch struct {
 	// Next is one past the last record present: when compaction removed
 	// the tail of the last batch of a response, the next fetch returns that
 	// batch again, and Fetch then steps over the removed tail one offset per
-	// call (see decoder.decode).
+	// call, each reported as a gap: slow on such a tail, but it never skips
+	// an offset that might hold a record.
 	Next int64
 	// Gaps are the offsets in [requested offset, Next) that are absent from
 	// the log: removed by compaction, or before the first record retained

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/fetch"
+	"github.com/usage-rollup/usage-rollup/internal/backoff"
 )
 
 // Protocol constants of a consumer's fetch.
@@ -91,8 +92,8 @@ func NewReader(client *kafka.Client, cfg Config, budget *Budget, log zerolog.Log
 
 // Fetch returns the committed data records at or after offset, waiting up to
 // Config.MaxWait for some when there are none yet; it returns an empty Fetch
-// (Next == offset) when the wait ends without any. Records of a batch that
-// starts before offset are dropped.
+// (Next == offset) when the wait ends without any. The broker may return a
+// batch that starts before offset; its records before offset are dropped.
 //
 // Retriable failures (leader changes, a briefly unknown topic, network
 // errors, timeouts) are retried with backoff until ctx ends. When the broker
@@ -114,10 +115,10 @@ func (r *Reader) Fetch(ctx context.Context, offset int64) (*Fetch, error) {
 		if !r.retriable(err, &unknownSince) {
 			return nil, fmt.Errorf("fetch %s[%d] at offset %d: %w", r.cfg.Topic, r.cfg.Partition, offset, err)
 		}
-		d := backoff(attempt, r.cfg.RetryBackoffMax)
+		d := backoff.Delay(attempt, r.cfg.RetryBackoffMax)
 		r.log.Warn().Err(err).Int64("offset", offset).Int("attempt", attempt+1).Dur("backoff", d).
 			Msg("fetch failed, retrying")
-		if !sleep(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return nil, fmt.Errorf("fetch %s[%d] at offset %d: %w", r.cfg.Topic, r.cfg.Partition, offset, ctx.Err())
 		}
 	}
