@@ -1,0 +1,132 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the benchmark's configuration, from flags only (the script maps
+// its BENCH_* environment variables to them).
+type config struct {
+	events          int
+	partitions      []int
+	pipelines       map[string]bool
+	brokers         []string
+	clickhouse      string
+	clickhousePID   int
+	consumer        string
+	consumerEnv     []string
+	outDir          string
+	queryRuns       int
+	timeout         time.Duration
+	engineConsumers int
+	rawBatch        int
+	seed            int64
+	kafkaVersion    string
+}
+
+// Pipeline keys of -pipelines.
+const (
+	keyRollup = "rollup"
+	keyEngine = "engine"
+	keyRaw    = "raw"
+)
+
+func parseConfig(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("benche2e", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var partitions, pipelines, brokers, consumerEnv string
+	fs.IntVar(&c.events, "events", 1_000_000, "events to preload per topic (all valid, no duplicates)")
+	fs.StringVar(&partitions, "partitions", "4,16", "comma-separated partition counts; one topic and one run of every pipeline each")
+	fs.StringVar(&pipelines, "pipelines", "rollup,engine,raw", "pipelines to run, in this order")
+	fs.StringVar(&brokers, "brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (ClickHouse's Kafka engine uses them too)")
+	fs.StringVar(&c.clickhouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native-protocol address")
+	fs.IntVar(&c.clickhousePID, "clickhouse-pid", 0, "pid of the ClickHouse server, for its CPU time (0: not measured)")
+	fs.StringVar(&c.consumer, "consumer", "", "path of the built cmd/consumer binary (required with the rollup pipeline)")
+	fs.StringVar(&consumerEnv, "consumer-env", "", "extra K=V settings for the consumer, comma-separated (default: none, the service's defaults)")
+	fs.StringVar(&c.outDir, "out", ".run/bench", "directory for the results file and the processes' logs")
+	fs.IntVar(&c.queryRuns, "query-runs", 5, "runs of each analyst query; the median is reported")
+	fs.DurationVar(&c.timeout, "timeout", 15*time.Minute, "bound on each pipeline's catch-up")
+	fs.IntVar(&c.engineConsumers, "engine-consumers", 1, "kafka_num_consumers of the Kafka engine table")
+	fs.IntVar(&c.rawBatch, "raw-batch", 100_000, "rows per insert of the raw-rows sink")
+	fs.Int64Var(&c.seed, "seed", 1, "generator seed")
+	fs.StringVar(&c.kafkaVersion, "kafka-version", "", "Kafka broker version, for the results file (the script reads it from the broker's jars)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if c.partitions, err = parseInts(partitions); err != nil {
+		return c, fmt.Errorf("-partitions: %w", err)
+	}
+	c.pipelines = map[string]bool{}
+	for _, p := range splitList(pipelines) {
+		if p != keyRollup && p != keyEngine && p != keyRaw {
+			return c, fmt.Errorf("-pipelines: unknown pipeline %q (want %s, %s or %s)", p, keyRollup, keyEngine, keyRaw)
+		}
+		c.pipelines[p] = true
+	}
+	c.brokers = splitList(brokers)
+	c.consumerEnv = splitList(consumerEnv)
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	switch {
+	case c.events <= 0:
+		return fmt.Errorf("-events must be > 0, got %d", c.events)
+	case len(c.pipelines) == 0:
+		return errors.New("-pipelines is empty")
+	case c.pipelines[keyRollup] && c.consumer == "":
+		return errors.New("-consumer is required to run the rollup pipeline (go build -o consumer ./cmd/consumer)")
+	case len(c.brokers) == 0:
+		return errors.New("-brokers is empty")
+	case c.queryRuns < 1:
+		return fmt.Errorf("-query-runs must be >= 1, got %d", c.queryRuns)
+	case c.engineConsumers < 1:
+		return fmt.Errorf("-engine-consumers must be >= 1, got %d", c.engineConsumers)
+	case c.rawBatch < 1:
+		return fmt.Errorf("-raw-batch must be >= 1, got %d", c.rawBatch)
+	case c.timeout <= 0:
+		return fmt.Errorf("-timeout must be > 0, got %s", c.timeout)
+	}
+	for _, kv := range c.consumerEnv {
+		if !strings.Contains(kv, "=") {
+			return fmt.Errorf("-consumer-env: %q is not K=V", kv)
+		}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range splitList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty")
+	}
+	return out, nil
+}

@@ -1,0 +1,48 @@
+// Command benche2e is the end-to-end benchmark (scripts/bench-e2e.sh runs
+// it): it preloads a topic with N clean generated events and runs three
+// pipelines over it, each with a fresh group and database on the same Kafka
+// broker and ClickHouse server:
+//
+//   - usage-rollup, the cmd/consumer binary with its defaults;
+//   - ClickHouse's Kafka table engine with a materialized view per window
+//     into SummingMergeTree tables;
+//   - a raw-rows sink, one row per event (what generic sinks do), run as a
+//     child process of this command (`benche2e rawsink`).
+//
+// Each is timed until its group's committed offsets reach the log end on
+// every partition; CPU comes from /proc/<pid>/stat. Then it counts stored
+// rows per group, times the analyst query and checks the sums against the
+// generator's expected totals. It prints one markdown table and writes it,
+// with the run's details, to <out>/e2e-<run>.md.
+//
+// Databases, topics and groups of earlier runs (prefixes bench_e2e_ and
+// bench-e2e-) are dropped at the start of a run, not at its end, so that a
+// run's results can be inspected afterwards.
+//
+//	benche2e -consumer ./consumer -clickhouse-pid $(cat .run/clickhouse/clickhouse-server.pid)
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == rawSinkCommand {
+		err = runRawSink(ctx, os.Args[2:])
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout)
+	}
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "benche2e: %v\n", err)
+		os.Exit(1)
+	}
+}
