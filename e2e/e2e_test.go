@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/check"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 	"github.com/usage-rollup/usage-rollup/internal/servicetest"
-	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 const partitions = 6
@@ -31,7 +31,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	if _, _, err := loadgen.EnsureTopic(ctx, svc.Brokers, topic, partitions); err != nil {
 		t.Fatalf("create topic: %v", err)
 	}
-	snk := openSink(t, svc, db)
+	rd := openAudit(t, svc, db)
 	kc := kafkaClient(svc)
 	env := []string{
 		"KAFKA_BROKERS=" + strings.Join(svc.Brokers, ","),
@@ -90,7 +90,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	t.Logf("produced %d messages: %d distinct accepted, %d duplicates, %d malformed", want.Sent, want.Accepted, want.Duplicates, want.Malformed)
 
 	ends := endOffsets(t, kc, topic, partitions)
-	took := waitExact(t, snk, topic, want, ends)
+	took := waitExact(t, rd, topic, want, ends)
 	t.Logf("phase 1 (crash between insert and commit, kill -9, restarts): exact %s after the producer finished", took)
 	for _, c := range []*consumer{a, b} {
 		t.Logf("%s stopped %s after SIGTERM", c.name, c.term(30*time.Second))
@@ -116,7 +116,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 		}
 		return ""
 	})
-	if diffs := diff(t, snk, topic, want); len(diffs) > 0 {
+	if diffs := diff(t, rd, topic, want); len(diffs) > 0 {
 		t.Fatalf("after a full replay the sums changed:\n%s", strings.Join(diffs, "\n"))
 	}
 	t.Log("phase 2 (group reset to earliest, full replay): sums unchanged and exact")
@@ -127,10 +127,10 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 
 // waitExact waits until every partition's progress reached its end offset
 // and the views match want, and returns how long that took.
-func waitExact(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expected, ends map[int]int64) time.Duration {
+func waitExact(t *testing.T, rd *audit.Reader, topic string, want *loadgen.Expected, ends map[int]int64) time.Duration {
 	t.Helper()
 	return eventually(t, 2*time.Minute, "exact sums", func() string {
-		prog, err := snk.Progress(context.Background(), topic)
+		prog, err := rd.Progress(context.Background(), topic)
 		if err != nil {
 			return err.Error()
 		}
@@ -143,7 +143,7 @@ func waitExact(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expecte
 				return fmt.Sprintf("partition %d written up to %d of %d", part, next[part], end)
 			}
 		}
-		if diffs := diff(t, snk, topic, want); len(diffs) > 0 {
+		if diffs := diff(t, rd, topic, want); len(diffs) > 0 {
 			return strings.Join(diffs, "; ")
 		}
 		return ""
@@ -151,11 +151,11 @@ func waitExact(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expecte
 }
 
 // diff compares both windows and the rejection table with want.
-func diff(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expected) []string {
+func diff(t *testing.T, rd *audit.Reader, topic string, want *loadgen.Expected) []string {
 	t.Helper()
 	var out []string
 	for _, w := range []string{"1m", "1h"} {
-		got, err := snk.TotalsByWorkspaceModel(context.Background(), w, topic)
+		got, err := rd.TotalsByWorkspaceModel(context.Background(), w, topic)
 		if err != nil {
 			return []string{err.Error()}
 		}
@@ -166,7 +166,7 @@ func diff(t *testing.T, snk *sink.Sink, topic string, want *loadgen.Expected) []
 			out = append(out, "usage_"+w+" "+d)
 		}
 	}
-	rejected, err := snk.RejectedCount(context.Background(), topic)
+	rejected, err := rd.RejectedCount(context.Background(), topic)
 	if err != nil {
 		return append(out, err.Error())
 	}

@@ -20,8 +20,10 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/audit"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
+	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/servicetest"
-	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 var binary string // the consumer binary built once by TestMain
@@ -125,22 +127,22 @@ func (c *consumer) waitKilled(limit time.Duration) {
 	}
 }
 
-// openSink opens a reader on the test database (creating it).
-func openSink(t *testing.T, s servicetest.Services, db string) *sink.Sink {
+// openAudit creates and migrates the test database, as the consumers will,
+// and returns a reader on it.
+func openAudit(t *testing.T, s servicetest.Services, db string) *audit.Reader {
 	t.Helper()
-	cfg := sink.DefaultConfig()
-	cfg.Addr, cfg.Database, cfg.Migrate = []string{s.ClickHouse}, db, true
+	cfg := chconn.DefaultConfig()
+	cfg.Addr, cfg.Database = []string{s.ClickHouse}, db
 	windows, err := aggregate.ParseWindows("1m,1h")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Windows = windows
-	snk, err := sink.Open(context.Background(), cfg, zerolog.Nop())
+	conn, _, err := schema.Setup(context.Background(), cfg, schema.Config{Windows: windows}, zerolog.Nop())
 	if err != nil {
-		t.Fatalf("open sink: %v", err)
+		t.Fatalf("set up database %s: %v", db, err)
 	}
-	t.Cleanup(func() { snk.Close() })
-	return snk
+	t.Cleanup(func() { conn.Close() })
+	return audit.New(conn, windows)
 }
 
 // kafkaClient returns an admin client for the test broker.

@@ -18,9 +18,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 	"github.com/usage-rollup/usage-rollup/internal/servicetest"
-	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 // eventValue is a valid usage event with a unique id; every event has
@@ -72,9 +72,9 @@ func baseEnv(svc servicetest.Services, topic, group, db string, extra ...string)
 }
 
 // totalRequests is sum(requests) and sum(input_tokens) over usage_<window> for topic.
-func totalRequests(t *testing.T, snk *sink.Sink, window, topic string) (req, in uint64) {
+func totalRequests(t *testing.T, rd *audit.Reader, window, topic string) (req, in uint64) {
 	t.Helper()
-	groups, err := snk.TotalsByWorkspaceModel(context.Background(), window, topic)
+	groups, err := rd.TotalsByWorkspaceModel(context.Background(), window, topic)
 	if err != nil {
 		t.Fatalf("read %s totals: %v", window, err)
 	}
@@ -118,7 +118,7 @@ func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
 	if _, _, err := loadgen.EnsureTopic(ctx, svc.Brokers, topic, 1); err != nil {
 		t.Fatal(err)
 	}
-	snk := openSink(t, svc, db)
+	rd := openAudit(t, svc, db)
 	kc := kafkaClient(svc)
 	env := baseEnv(svc, topic, group, db, "CHUNK_SIZE=100", "FLUSH_INTERVAL=1s")
 
@@ -126,7 +126,7 @@ func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
 	c := startConsumer(t, "head1", env)
 	waitCommitted(t, kc, group, topic, 150)
 	c.term(30 * time.Second)
-	if req, _ := totalRequests(t, snk, "1h", topic); req != 150 {
+	if req, _ := totalRequests(t, rd, "1h", topic); req != 150 {
 		t.Fatalf("before the deletion: sum(requests) = %d, want 150", req)
 	}
 
@@ -146,7 +146,7 @@ func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
 	waitCommitted(t, kc, group, topic, 151)
 	c.term(30 * time.Second)
 	for _, w := range []string{"1m", "1h"} {
-		if req, in := totalRequests(t, snk, w, topic); req != 151 || in != 1510 {
+		if req, in := totalRequests(t, rd, w, topic); req != 151 || in != 1510 {
 			t.Fatalf("after the deletion: usage_%s has %d requests and %d input tokens, want 151 and 1510", w, req, in)
 		}
 	}
@@ -162,7 +162,7 @@ func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
 	waitCommitted(t, kc, group, topic, 151)
 	c.term(30 * time.Second)
 	for _, w := range []string{"1m", "1h"} {
-		if req, in := totalRequests(t, snk, w, topic); req != 151 || in != 1510 {
+		if req, in := totalRequests(t, rd, w, topic); req != 151 || in != 1510 {
 			t.Fatalf("after a replay from earliest: usage_%s has %d requests and %d input tokens, want 151 and 1510", w, req, in)
 		}
 	}
@@ -179,7 +179,7 @@ func TestTransactionsAreReadCommitted(t *testing.T) {
 	if _, _, err := loadgen.EnsureTopic(ctx, svc.Brokers, topic, 1); err != nil {
 		t.Fatal(err)
 	}
-	snk := openSink(t, svc, db)
+	rd := openAudit(t, svc, db)
 	kc := kafkaClient(svc)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(svc.Brokers...), kgo.DefaultProduceTopic(topic),
@@ -213,11 +213,11 @@ func TestTransactionsAreReadCommitted(t *testing.T) {
 	waitCommitted(t, kc, group, topic, end)
 	c.term(30 * time.Second)
 	for _, w := range []string{"1m", "1h"} {
-		if req, in := totalRequests(t, snk, w, topic); req != 15 || in != 150 {
+		if req, in := totalRequests(t, rd, w, topic); req != 15 || in != 150 {
 			t.Fatalf("usage_%s has %d requests and %d input tokens, want 15 and 150 (aborted events counted?)", w, req, in)
 		}
 	}
-	if n, err := snk.RejectedCount(ctx, topic); err != nil || n != 0 {
+	if n, err := rd.RejectedCount(ctx, topic); err != nil || n != 0 {
 		t.Fatalf("usage_rejected has %d rows (err %v), want 0: transaction markers are not messages", n, err)
 	}
 }
@@ -233,7 +233,7 @@ func TestCommittedOffsetPastLogEndIsLoud(t *testing.T) {
 	if _, _, err := loadgen.EnsureTopic(ctx, svc.Brokers, topic, 1); err != nil {
 		t.Fatal(err)
 	}
-	snk := openSink(t, svc, db)
+	rd := openAudit(t, svc, db)
 	kc := kafkaClient(svc)
 	produceEvents(t, svc, topic, "a", 10)
 	res, err := kc.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
@@ -255,7 +255,7 @@ func TestCommittedOffsetPastLogEndIsLoud(t *testing.T) {
 		t.Fatal("no error logged for a committed offset past the log end")
 	}
 	c.term(30 * time.Second)
-	if req, _ := totalRequests(t, snk, "1h", topic); req != 0 {
+	if req, _ := totalRequests(t, rd, "1h", topic); req != 0 {
 		t.Fatalf("%d requests written from a partition whose committed offset is past its end", req)
 	}
 	if got := committedOffsets(t, kc, group, topic, 1)[0]; got != 5000 {

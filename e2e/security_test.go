@@ -23,9 +23,12 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/audit"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	kconsumer "github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/schema"
+	"github.com/usage-rollup/usage-rollup/internal/security"
 	"github.com/usage-rollup/usage-rollup/internal/servicetest"
-	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 // secureServices are the TLS and SASL endpoints of the local servers and the
@@ -113,12 +116,12 @@ func (s secureServices) kafkaCases() []struct {
 	}
 	var cases []kc
 	for _, m := range []string{kconsumer.SASLPlain, kconsumer.SASLScramSHA256, kconsumer.SASLScramSHA512} {
-		sasl := kconsumer.Security{SASLMechanism: m, SASLUsername: s.kafkaUser, SASLPassword: kconsumer.Secret(s.kafkaPassword)}
+		sasl := kconsumer.Security{SASLMechanism: m, SASLUsername: s.kafkaUser, SASLPassword: security.Secret(s.kafkaPassword)}
 		cases = append(cases, kc{"SASL_PLAINTEXT/" + m, s.saslPlaintext, sasl})
-		sasl.TLS, sasl.CAFile = true, s.ca
+		sasl.TLS = security.TLS{Enabled: true, CAFile: s.ca}
 		cases = append(cases, kc{"SASL_SSL/" + m, s.saslSSL, sasl})
 	}
-	cases = append(cases, kc{"SSL/mTLS", s.ssl, kconsumer.Security{TLS: true, CAFile: s.ca, CertFile: s.cert, KeyFile: s.key}})
+	cases = append(cases, kc{"SSL/mTLS", s.ssl, kconsumer.Security{TLS: security.TLS{Enabled: true, CAFile: s.ca, CertFile: s.cert, KeyFile: s.key}}})
 	return cases
 }
 
@@ -230,7 +233,7 @@ func TestKafkaWrongPassword(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			sec := tc.sec
-			sec.SASLPassword = kconsumer.Secret(wrong)
+			sec.SASLPassword = security.Secret(wrong)
 			dialer, err := sec.Dialer(10 * time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -267,7 +270,7 @@ func TestKafkaWrongPassword(t *testing.T) {
 func TestKafkaUntrustedServer(t *testing.T) {
 	s := needSecureServices(t)
 	rogue := writeRoguePKI(t)
-	sec := kconsumer.Security{TLS: true, CAFile: rogue.cert, CertFile: s.cert, KeyFile: s.key}
+	sec := kconsumer.Security{TLS: security.TLS{Enabled: true, CAFile: rogue.cert, CertFile: s.cert, KeyFile: s.key}}
 	dialer, err := sec.Dialer(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -283,9 +286,9 @@ func TestKafkaUntrustedServer(t *testing.T) {
 	}
 }
 
-// TestClickHouseTLS opens the sink over the TLS port as a password user,
-// with and without a client certificate: migrations (DDL) and a query run
-// over TLS.
+// TestClickHouseTLS connects over the TLS port as a password user, with and
+// without a client certificate: creating the database, migrations (DDL) and
+// a query run over TLS.
 func TestClickHouseTLS(t *testing.T) {
 	s := needSecureServices(t)
 	for _, tc := range []struct {
@@ -296,15 +299,16 @@ func TestClickHouseTLS(t *testing.T) {
 		{"mTLS", s.cert, s.key},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := secureSinkConfig(t, s, randomName("sec"))
-			cfg.TLSCertFile, cfg.TLSKeyFile = tc.cert, tc.key
+			cfg := secureClickHouseConfig(s, randomName("sec"))
+			cfg.TLS.CertFile, cfg.TLS.KeyFile = tc.cert, tc.key
 			dropDatabaseAtCleanup(t, s, cfg.Database)
-			snk, err := sink.Open(context.Background(), cfg, zerolog.Nop())
+			windows := secureWindows(t)
+			conn, _, err := schema.Setup(context.Background(), cfg, schema.Config{Windows: windows}, zerolog.Nop())
 			if err != nil {
-				t.Fatalf("open sink over TLS (%s): %v", cfg.Addr[0], err)
+				t.Fatalf("set up the database over TLS (%s): %v", cfg.Addr[0], err)
 			}
-			defer snk.Close()
-			if n, err := snk.RejectedCount(context.Background(), "none"); err != nil || n != 0 {
+			defer conn.Close()
+			if n, err := audit.New(conn, windows).RejectedCount(context.Background(), "none"); err != nil || n != 0 {
 				t.Fatalf("query over TLS: %d, %v", n, err)
 			}
 		})
@@ -320,27 +324,26 @@ func TestClickHouseTLSRejects(t *testing.T) {
 	rogue := writeRoguePKI(t)
 	for _, tc := range []struct {
 		name   string
-		modify func(*sink.Config)
+		modify func(*chconn.Config)
 		want   string // in the error; "" for any error
 	}{
-		{"wrong password", func(c *sink.Config) { c.Password = wrong }, "Wrong password"},
+		{"wrong password", func(c *chconn.Config) { c.Password = security.Secret(wrong) }, "Wrong password"},
 		// The server drops a connection that does not start a TLS handshake.
-		{"no TLS", func(c *sink.Config) { c.TLS, c.TLSCAFile = false, "" }, ""},
+		{"no TLS", func(c *chconn.Config) { c.TLS = security.TLS{} }, ""},
 		// Under TLS 1.3 the server checks the client certificate after the
 		// client already finished its side of the handshake, so the client
 		// sees either the server's alert or, if the server closed first, a
 		// reset on its first write. Both are the server refusing the cert.
-		{"untrusted client cert", func(c *sink.Config) { c.TLSCertFile, c.TLSKeyFile = rogue.cert, rogue.key },
+		{"untrusted client cert", func(c *chconn.Config) { c.TLS.CertFile, c.TLS.KeyFile = rogue.cert, rogue.key },
 			"unknown certificate authority|connection reset by peer"},
-		{"untrusted server", func(c *sink.Config) { c.TLSCAFile = rogue.cert }, "certificate signed by unknown authority"},
+		{"untrusted server", func(c *chconn.Config) { c.TLS.CAFile = rogue.cert }, "certificate signed by unknown authority"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := secureSinkConfig(t, s, "default")
-			cfg.Migrate = false
+			cfg := secureClickHouseConfig(s, "default")
 			tc.modify(&cfg)
-			snk, err := sink.Open(context.Background(), cfg, zerolog.Nop())
+			conn, err := chconn.Open(context.Background(), cfg)
 			if err == nil {
-				snk.Close()
+				conn.Close()
 				t.Fatal("Open succeeded, want an error")
 			}
 			if strings.Contains(err.Error(), wrong) || strings.Contains(err.Error(), s.chPassword) {
@@ -352,9 +355,9 @@ func TestClickHouseTLSRejects(t *testing.T) {
 		})
 	}
 	t.Run("wrong password is an auth exception", func(t *testing.T) {
-		cfg := secureSinkConfig(t, s, "default")
-		cfg.Migrate, cfg.Password = false, wrong
-		_, err := sink.Open(context.Background(), cfg, zerolog.Nop())
+		cfg := secureClickHouseConfig(s, "default")
+		cfg.Password = security.Secret(wrong)
+		_, err := chconn.Open(context.Background(), cfg)
 		var ex *clickhouse.Exception
 		// 193 WRONG_PASSWORD on 18.16; 516 AUTHENTICATION_FAILED on current servers.
 		if !errors.As(err, &ex) || (ex.Code != 193 && ex.Code != 516) {
@@ -363,18 +366,21 @@ func TestClickHouseTLSRejects(t *testing.T) {
 	})
 }
 
-func secureSinkConfig(t *testing.T, s secureServices, db string) sink.Config {
-	t.Helper()
-	cfg := sink.DefaultConfig()
+func secureClickHouseConfig(s secureServices, db string) chconn.Config {
+	cfg := chconn.DefaultConfig()
 	cfg.Addr, cfg.Database = []string{s.clickhouseTLS}, db
-	cfg.Username, cfg.Password = s.chUser, s.chPassword
-	cfg.TLS, cfg.TLSCAFile = true, s.ca
+	cfg.Username, cfg.Password = s.chUser, security.Secret(s.chPassword)
+	cfg.TLS = security.TLS{Enabled: true, CAFile: s.ca}
+	return cfg
+}
+
+func secureWindows(t *testing.T) []aggregate.Window {
+	t.Helper()
 	windows, err := aggregate.ParseWindows("1m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Windows = windows
-	return cfg
+	return windows
 }
 
 // dropDatabaseAtCleanup drops db over the plain port as the default user.

@@ -12,7 +12,7 @@ import (
 )
 
 // chReader is the test's own read connection to ClickHouse (direct, never
-// through a proxy), for the queries internal/sink does not offer.
+// through a proxy), for the queries internal/audit does not offer.
 type chReader struct {
 	conn driver.Conn
 	db   string

@@ -214,7 +214,7 @@ const invariantLegend = `Invariants, checked after each case once every partitio
 
 - **I1** exact sums: ` + "`usage_1m`" + ` and ` + "`usage_1h`" + ` per window start and full dimension set equal the log's
   accepted events (decoded with internal/events, deduplicated by the design's horizon), and per workspace/model equal
-  the generator's independent totals (` + "`sink.TotalsByWorkspaceModel`" + ` + ` + "`check.Diff`" + `).
+  the generator's independent totals (` + "`audit.Reader.TotalsByWorkspaceModel`" + ` + ` + "`check.Diff`" + `).
 - **I2** no offset gaps: per partition, ` + "`usage_chunk_progress`" + ` covers offsets [0, end) and accepted + rejected +
   duplicates equal the log's, partition by partition.
 - **I3** the rejected set (partition, offset, reason) in ` + "`usage_rejected`" + ` equals the injected malformed set.

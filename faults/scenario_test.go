@@ -16,10 +16,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/audit"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/internal/faultproxy"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
+	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/servicetest"
-	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 // Settings every consumer of the suite runs with. Small chunks make every
@@ -67,7 +69,7 @@ type scenario struct {
 	deadLetter string // DEAD_LETTER_TOPIC of the consumers; empty: none (I9 n/a)
 	partitions atomic.Int64
 	adm        *admin
-	snk        *sink.Sink
+	rollups    *audit.Reader
 	ch         *chReader
 	env        []string
 	res        *caseResult
@@ -114,17 +116,18 @@ func newScenario(t *testing.T, id, fault string, partitions int, o ...scenarioOp
 			t.Fatal(err)
 		}
 	}
-	cfg := sink.DefaultConfig()
-	cfg.Addr, cfg.Database, cfg.Migrate = []string{svc.ClickHouse}, s.db, true
+	cfg := chconn.DefaultConfig()
+	cfg.Addr, cfg.Database = []string{svc.ClickHouse}, s.db
 	windows, err := aggregate.ParseWindows("1m,1h")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Windows = windows
-	if s.snk, err = sink.Open(ctx, cfg, zerolog.Nop()); err != nil {
-		t.Fatalf("open sink: %v", err)
+	conn, _, err := schema.Setup(ctx, cfg, schema.Config{Windows: windows}, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("set up database %s: %v", s.db, err)
 	}
-	t.Cleanup(func() { s.snk.Close() })
+	t.Cleanup(func() { conn.Close() })
+	s.rollups = audit.New(conn, windows)
 	if s.ch, err = openReader(svc.ClickHouse, s.db); err != nil {
 		t.Fatal(err)
 	}
@@ -478,11 +481,11 @@ func (s *scenario) verify(o verifyOpts) *verified {
 }
 
 // checkDiff compares usage_1m and usage_1h per workspace/model with the
-// generators' expected totals, via sink.TotalsByWorkspaceModel and check.Diff.
+// generators' expected totals, via audit.Reader.TotalsByWorkspaceModel and check.Diff.
 func (s *scenario) checkDiff(ctx context.Context) []string {
 	var out []string
 	for w := range windowSizes {
-		got, err := s.snk.TotalsByWorkspaceModel(ctx, w, s.topic)
+		got, err := s.rollups.TotalsByWorkspaceModel(ctx, w, s.topic)
 		if err != nil {
 			return []string{err.Error()}
 		}

@@ -3,12 +3,12 @@
 
 chDB (pip install chdb) embeds a current ClickHouse engine in-process, so the
 schema can be checked on a modern server without running one. The Go test
-internal/sink.TestMigrationsOnModernClickHouse drives this script:
+internal/schema.TestMigrationsOnModernClickHouse drives this script:
 
     chdb_check.py version      print the embedded ClickHouse version
     chdb_check.py run DIR      apply DIR/migrations.json and check the views
 
-migrations.json is written by the Go test from sink.RenderMigrations:
+migrations.json is written by the Go test from schema.RenderMigrations:
 
     {"database": "...", "dimension": "LowCardinality(String)",
      "windows": ["1m", "1h"],

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run analyst and alert queries on a current ClickHouse (chDB) and report rows.
 
-The Go tests in internal/sink (queries_test.go, prices_test.go) run the same
+The Go tests in internal/schema (queries_test.go, prices_test.go) run the same
 scenario on the ClickHouse 18.16 server and, through this script, on the
 ClickHouse embedded in chDB; the Go side asserts both results, so this script
 only executes and reports:
@@ -11,7 +11,7 @@ only executes and reports:
 scenario.json is written by the Go test:
 
     {"database": "...",
-     "migrations": [{"name": "...", "statements": ["..."]}],   # sink.RenderMigrations
+     "migrations": [{"name": "...", "statements": ["..."]}],   # schema.RenderMigrations
      "setup": ["INSERT ...", ...],                              # after the migrations
      "cases": [{"name": "...", "query": "...", "args": ["2024-05-01 00:00:00", 5],
                 "setup": ["..."]}]}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # clickhouse.sh start|stop|status|client — a private ClickHouse server for
-# development and the internal/sink tests.
+# development and the tests of the ClickHouse packages (internal/chconn,
+# schema, sink, audit).
 #
 # The server runs as a plain background process (not systemd) with its own
 # config, data, logs and pid file under ${USAGE_ROLLUP_RUN_DIR:-<repo>/.run}/clickhouse,

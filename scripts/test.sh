@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on this machine: unit, fuzz-seed and golden tests,
-# sink tests against a real ClickHouse server, the current-ClickHouse schema
+# ClickHouse package tests against a real ClickHouse server, the current-ClickHouse schema
 # check through chDB, and the end-to-end tests against a real Apache Kafka 4.x
 # broker. Installs and starts what is missing (idempotent).
 set -euo pipefail

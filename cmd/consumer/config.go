@@ -9,42 +9,46 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/schema"
+	"github.com/usage-rollup/usage-rollup/internal/security"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 // env is the service's whole environment. Every variable is documented in
 // README.md (a test checks that the table and this struct agree). The
-// defaults mirror the packages' DefaultConfig values.
+// defaults mirror the packages' DefaultConfig values. Passwords are
+// security.Secret from the moment they are read.
 type env struct {
-	KafkaBrokers           []string      `envconfig:"KAFKA_BROKERS" required:"true"`
-	KafkaTopic             string        `envconfig:"KAFKA_TOPIC" default:"usage-events"`
-	KafkaGroupID           string        `envconfig:"KAFKA_GROUP_ID" default:"usage-rollup"`
-	KafkaSessionTimeout    time.Duration `envconfig:"KAFKA_SESSION_TIMEOUT" default:"30s"`
-	KafkaRebalanceTimeout  time.Duration `envconfig:"KAFKA_REBALANCE_TIMEOUT" default:"60s"`
-	KafkaHeartbeatInterval time.Duration `envconfig:"KAFKA_HEARTBEAT_INTERVAL" default:"3s"`
-	KafkaFetchMaxBytes     int           `envconfig:"KAFKA_FETCH_MAX_BYTES" default:"16777216"`
-	KafkaFetchBufferBytes  int64         `envconfig:"KAFKA_FETCH_BUFFER_BYTES" default:"0"`
-	KafkaTLSEnabled        bool          `envconfig:"KAFKA_TLS_ENABLED" default:"false"`
-	KafkaTLSCAFile         string        `envconfig:"KAFKA_TLS_CA_FILE"`
-	KafkaTLSCertFile       string        `envconfig:"KAFKA_TLS_CERT_FILE"`
-	KafkaTLSKeyFile        string        `envconfig:"KAFKA_TLS_KEY_FILE"`
-	KafkaSASLMechanism     string        `envconfig:"KAFKA_SASL_MECHANISM"`
-	KafkaSASLUsername      string        `envconfig:"KAFKA_SASL_USERNAME"`
-	KafkaSASLPassword      string        `envconfig:"KAFKA_SASL_PASSWORD"`
+	KafkaBrokers           []string        `envconfig:"KAFKA_BROKERS" required:"true"`
+	KafkaTopic             string          `envconfig:"KAFKA_TOPIC" default:"usage-events"`
+	KafkaGroupID           string          `envconfig:"KAFKA_GROUP_ID" default:"usage-rollup"`
+	KafkaSessionTimeout    time.Duration   `envconfig:"KAFKA_SESSION_TIMEOUT" default:"30s"`
+	KafkaRebalanceTimeout  time.Duration   `envconfig:"KAFKA_REBALANCE_TIMEOUT" default:"60s"`
+	KafkaHeartbeatInterval time.Duration   `envconfig:"KAFKA_HEARTBEAT_INTERVAL" default:"3s"`
+	KafkaFetchMaxBytes     int             `envconfig:"KAFKA_FETCH_MAX_BYTES" default:"16777216"`
+	KafkaFetchBufferBytes  int64           `envconfig:"KAFKA_FETCH_BUFFER_BYTES" default:"0"`
+	KafkaTLSEnabled        bool            `envconfig:"KAFKA_TLS_ENABLED" default:"false"`
+	KafkaTLSCAFile         string          `envconfig:"KAFKA_TLS_CA_FILE"`
+	KafkaTLSCertFile       string          `envconfig:"KAFKA_TLS_CERT_FILE"`
+	KafkaTLSKeyFile        string          `envconfig:"KAFKA_TLS_KEY_FILE"`
+	KafkaSASLMechanism     string          `envconfig:"KAFKA_SASL_MECHANISM"`
+	KafkaSASLUsername      string          `envconfig:"KAFKA_SASL_USERNAME"`
+	KafkaSASLPassword      security.Secret `envconfig:"KAFKA_SASL_PASSWORD"`
 
-	ClickHouseAddr          []string      `envconfig:"CLICKHOUSE_ADDR" default:"127.0.0.1:9000"`
-	ClickHouseDatabase      string        `envconfig:"CLICKHOUSE_DATABASE" default:"usage_rollup"`
-	ClickHouseUsername      string        `envconfig:"CLICKHOUSE_USERNAME" default:"default"`
-	ClickHousePassword      string        `envconfig:"CLICKHOUSE_PASSWORD"`
-	ClickHouseDialTimeout   time.Duration `envconfig:"CLICKHOUSE_DIAL_TIMEOUT" default:"5s"`
-	ClickHouseInsertTimeout time.Duration `envconfig:"CLICKHOUSE_INSERT_TIMEOUT" default:"30s"`
-	ClickHouseMigrate       bool          `envconfig:"CLICKHOUSE_MIGRATE" default:"true"`
-	ClickHouseTLSEnabled    bool          `envconfig:"CLICKHOUSE_TLS_ENABLED" default:"false"`
-	ClickHouseTLSCAFile     string        `envconfig:"CLICKHOUSE_TLS_CA_FILE"`
-	ClickHouseTLSCertFile   string        `envconfig:"CLICKHOUSE_TLS_CERT_FILE"`
-	ClickHouseTLSKeyFile    string        `envconfig:"CLICKHOUSE_TLS_KEY_FILE"`
+	ClickHouseAddr          []string        `envconfig:"CLICKHOUSE_ADDR" default:"127.0.0.1:9000"`
+	ClickHouseDatabase      string          `envconfig:"CLICKHOUSE_DATABASE" default:"usage_rollup"`
+	ClickHouseUsername      string          `envconfig:"CLICKHOUSE_USERNAME" default:"default"`
+	ClickHousePassword      security.Secret `envconfig:"CLICKHOUSE_PASSWORD"`
+	ClickHouseDialTimeout   time.Duration   `envconfig:"CLICKHOUSE_DIAL_TIMEOUT" default:"5s"`
+	ClickHouseInsertTimeout time.Duration   `envconfig:"CLICKHOUSE_INSERT_TIMEOUT" default:"30s"`
+	ClickHouseMigrate       bool            `envconfig:"CLICKHOUSE_MIGRATE" default:"true"`
+	ClickHouseTLSEnabled    bool            `envconfig:"CLICKHOUSE_TLS_ENABLED" default:"false"`
+	ClickHouseTLSCAFile     string          `envconfig:"CLICKHOUSE_TLS_CA_FILE"`
+	ClickHouseTLSCertFile   string          `envconfig:"CLICKHOUSE_TLS_CERT_FILE"`
+	ClickHouseTLSKeyFile    string          `envconfig:"CLICKHOUSE_TLS_KEY_FILE"`
 
 	RollupWindows        string        `envconfig:"ROLLUP_WINDOWS" default:"1m,1h"`
 	ChunkSize            int64         `envconfig:"CHUNK_SIZE" default:"50000"`
@@ -60,8 +64,8 @@ type env struct {
 	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" default:"10m"`
 	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC"`
 
-	MetricsAddr           string `envconfig:"METRICS_ADDR" default:":9464"`
-	LogLevel              string `envconfig:"LOG_LEVEL" default:"info"`
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9464"`
+	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
 }
 
 // config is the typed configuration of every package, built from env.
@@ -69,7 +73,10 @@ type config struct {
 	consumer    consumer.Config
 	aggregate   aggregate.Config
 	events      events.Config
+	clickhouse  chconn.Config
+	schema      schema.Config
 	sink        sink.Config
+	migrate     bool // CLICKHOUSE_MIGRATE: apply the migrations at start
 	metricsAddr string
 	logLevel    zerolog.Level
 }
@@ -106,13 +113,15 @@ func loadConfig() (config, error) {
 			StallTimeout:      e.StallTimeout,
 			EndOffsetInterval: consumer.DefaultConfig().EndOffsetInterval,
 			Security: consumer.Security{
-				TLS:           e.KafkaTLSEnabled,
-				CAFile:        e.KafkaTLSCAFile,
-				CertFile:      e.KafkaTLSCertFile,
-				KeyFile:       e.KafkaTLSKeyFile,
+				TLS: security.TLS{
+					Enabled:  e.KafkaTLSEnabled,
+					CAFile:   e.KafkaTLSCAFile,
+					CertFile: e.KafkaTLSCertFile,
+					KeyFile:  e.KafkaTLSKeyFile,
+				},
 				SASLMechanism: e.KafkaSASLMechanism,
 				SASLUsername:  e.KafkaSASLUsername,
-				SASLPassword:  consumer.Secret(e.KafkaSASLPassword),
+				SASLPassword:  e.KafkaSASLPassword,
 			},
 		},
 		aggregate: aggregate.Config{
@@ -123,24 +132,28 @@ func loadConfig() (config, error) {
 			MaxBatchRows:    e.MaxBatchRows,
 		},
 		events: events.Config{MaxMessageBytes: e.MaxMessageBytes, MaxFutureSkew: e.MaxFutureSkew},
-		sink: sink.Config{
-			Addr:          e.ClickHouseAddr,
-			Database:      e.ClickHouseDatabase,
-			Username:      e.ClickHouseUsername,
-			Password:      e.ClickHousePassword,
-			DialTimeout:   e.ClickHouseDialTimeout,
-			InsertTimeout: e.ClickHouseInsertTimeout,
-			Migrate:       e.ClickHouseMigrate,
-			TLS:           e.ClickHouseTLSEnabled,
-			TLSCAFile:     e.ClickHouseTLSCAFile,
-			TLSCertFile:   e.ClickHouseTLSCertFile,
-			TLSKeyFile:    e.ClickHouseTLSKeyFile,
-			Windows:       windows,
+		clickhouse: chconn.Config{
+			Addr:     e.ClickHouseAddr,
+			Database: e.ClickHouseDatabase,
+			Username: e.ClickHouseUsername,
+			Password: e.ClickHousePassword,
+			TLS: security.TLS{
+				Enabled:  e.ClickHouseTLSEnabled,
+				CAFile:   e.ClickHouseTLSCAFile,
+				CertFile: e.ClickHouseTLSCertFile,
+				KeyFile:  e.ClickHouseTLSKeyFile,
+			},
+			DialTimeout:      e.ClickHouseDialTimeout,
+			StatementTimeout: e.ClickHouseInsertTimeout,
 		},
+		schema:      schema.Config{Windows: windows},
+		sink:        sink.Config{Windows: windows},
+		migrate:     e.ClickHouseMigrate,
 		metricsAddr: e.MetricsAddr,
 		logLevel:    level,
 	}
-	for _, err := range []error{c.consumer.Validate(), c.aggregate.Validate(), c.events.Validate(), c.sink.Validate()} {
+	for _, err := range []error{c.consumer.Validate(), c.aggregate.Validate(), c.events.Validate(),
+		c.clickhouse.Validate(), c.schema.Validate(), c.sink.Validate()} {
 		if err != nil {
 			return config{}, err
 		}

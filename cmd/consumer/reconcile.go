@@ -9,16 +9,16 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/usage-rollup/usage-rollup/internal/sink"
+	"github.com/usage-rollup/usage-rollup/internal/audit"
 )
 
 // reconcile prints, per partition, what the rollup tables account for next
 // to the log: offsets written, accepted + rejected + duplicates, the log end
 // and the group's committed offset. It fails when a partition's counts do
 // not add up to the offsets written.
-func reconcile(ctx context.Context, cfg config, snk *sink.Sink, k *kafka.Client, out io.Writer) error {
+func reconcile(ctx context.Context, cfg config, rd *audit.Reader, k *kafka.Client, out io.Writer) error {
 	topic := cfg.consumer.Topic
-	progress, err := snk.Progress(ctx, topic)
+	progress, err := rd.Progress(ctx, topic)
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func reconcile(ctx context.Context, cfg config, snk *sink.Sink, k *kafka.Client,
 }
 
 // logOffsets reads the log end offsets and the group's committed offsets.
-func logOffsets(ctx context.Context, k *kafka.Client, group, topic string, progress []sink.PartitionProgress) (ends, committed map[int]int64, err error) {
+func logOffsets(ctx context.Context, k *kafka.Client, group, topic string, progress []audit.PartitionProgress) (ends, committed map[int]int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	reqs := make([]kafka.OffsetRequest, len(progress))

@@ -15,7 +15,10 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/usage-rollup/usage-rollup/internal/audit"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
@@ -38,19 +41,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "reconcile":
 		// A read: it must not change the schema it reads, whatever
 		// CLICKHOUSE_MIGRATE says.
-		cfg.sink.Migrate = false
+		cfg.migrate = false
 	case "migrate":
-		cfg.sink.Migrate = true
+		cfg.migrate = true
 	default:
 		return fmt.Errorf("unknown command %q (want none, \"migrate\" or \"reconcile\")", mode)
 	}
 
-	snk, err := openSink(ctx, cfg.sink, log)
+	conn, sch, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := snk.Close(); err != nil {
+		if err := conn.Close(); err != nil {
 			log.Warn().Err(err).Msg("close clickhouse")
 		}
 	}()
@@ -66,15 +69,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		transport := cfg.consumer.Security.Transport(dialer)
 		defer transport.CloseIdleConnections()
 		client := &kafka.Client{Addr: kafka.TCP(cfg.consumer.Brokers...), Transport: transport}
-		return reconcile(ctx, cfg, snk, client, stdout)
+		return reconcile(ctx, cfg, audit.New(conn, cfg.aggregate.Windows), client, stdout)
 	}
 	windows := make([]string, len(cfg.aggregate.Windows))
 	for i, w := range cfg.aggregate.Windows {
 		windows[i] = w.Name
 	}
-	layout := sink.NewLayout(cfg.aggregate.ChunkSize, cfg.aggregate.MaxGroups, windows,
+	layout := schema.NewLayout(cfg.aggregate.ChunkSize, cfg.aggregate.MaxGroups, windows,
 		cfg.events.MaxFutureSkew, cfg.events.MaxMessageBytes)
-	if err := snk.EnsureLayout(ctx, cfg.consumer.Topic, layout); err != nil {
+	if err := sch.EnsureLayout(ctx, cfg.consumer.Topic, layout); err != nil {
+		return err
+	}
+	snk, err := sink.New(conn, cfg.sink)
+	if err != nil {
 		return err
 	}
 
@@ -89,7 +96,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	srv, err := serve(cfg.metricsAddr, reg, probes{consumer: c, clickhouse: snk}, log)
+	srv, err := serve(cfg.metricsAddr, reg, probes{consumer: c, clickhouse: conn}, log)
 	if err != nil {
 		return err
 	}
@@ -102,27 +109,46 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return runErr
 }
 
-// openSink connects to ClickHouse, retrying while the server is unreachable
-// (pods often start before their database is ready) and failing fast on
-// errors that retrying cannot fix, such as bad credentials or DDL.
-func openSink(ctx context.Context, cfg sink.Config, log zerolog.Logger) (*sink.Sink, error) {
+// connect connects to ClickHouse and, with cfg.migrate, creates the database
+// and applies the migrations first. It retries while the server is
+// unreachable (pods often start before their database is ready) and fails
+// fast on errors that retrying cannot fix, such as bad credentials or DDL.
+func connect(ctx context.Context, cfg config, log zerolog.Logger) (*chconn.Conn, *schema.Schema, error) {
 	delay := 500 * time.Millisecond
 	for {
-		s, err := sink.Open(ctx, cfg, log)
+		conn, sch, err := connectOnce(ctx, cfg, log)
 		if err == nil {
-			return s, nil
+			log.Info().Str("server_version", conn.Version()).Strs("addr", cfg.clickhouse.Addr).
+				Str("database", cfg.clickhouse.Database).Bool("migrated", cfg.migrate).Msg("connected to ClickHouse")
+			return conn, sch, nil
 		}
-		if !sink.IsTransient(err) || ctx.Err() != nil {
-			return nil, err
+		if !chconn.IsTransient(err) || ctx.Err() != nil {
+			return nil, nil, err
 		}
 		log.Warn().Err(err).Dur("retry_in", delay).Msg("connect to clickhouse; retrying")
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("connect to clickhouse: %w", errors.Join(err, ctx.Err()))
+			return nil, nil, fmt.Errorf("connect to clickhouse: %w", errors.Join(err, ctx.Err()))
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 15*time.Second)
 	}
+}
+
+func connectOnce(ctx context.Context, cfg config, log zerolog.Logger) (*chconn.Conn, *schema.Schema, error) {
+	if cfg.migrate {
+		return schema.Setup(ctx, cfg.clickhouse, cfg.schema, log)
+	}
+	conn, err := chconn.Open(ctx, cfg.clickhouse)
+	if err != nil {
+		return nil, nil, err
+	}
+	sch, err := schema.New(conn, cfg.schema, log)
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	return conn, sch, nil
 }
 
 // serve starts the HTTP listener for /metrics, /livez and /readyz; the

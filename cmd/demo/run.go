@@ -12,10 +12,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/audit"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/internal/check"
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
+	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
@@ -51,13 +54,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := zerolog.New(logOut).With().Timestamp().Logger()
 	windows := aggregate.DefaultConfig().Windows
-	sc := sink.DefaultConfig()
-	sc.Addr, sc.Database, sc.Windows = []string{o.clickhouse}, o.database, windows
-	snk, err := sink.Open(ctx, sc, log)
+	chc := chconn.DefaultConfig()
+	chc.Addr, chc.Database = []string{o.clickhouse}, o.database
+	conn, sch, err := schema.Setup(ctx, chc, schema.Config{Windows: windows}, log)
 	if err != nil {
 		return err
 	}
-	defer snk.Close()
+	defer conn.Close()
 	ac := aggregate.DefaultConfig()
 	ac.ChunkSize = o.chunkSize
 	dc := events.DefaultConfig()
@@ -65,10 +68,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for i, w := range windows {
 		names[i] = w.Name
 	}
-	layout := sink.NewLayout(ac.ChunkSize, ac.MaxGroups, names, dc.MaxFutureSkew, dc.MaxMessageBytes)
-	if err := snk.EnsureLayout(ctx, topic, layout); err != nil {
+	layout := schema.NewLayout(ac.ChunkSize, ac.MaxGroups, names, dc.MaxFutureSkew, dc.MaxMessageBytes)
+	if err := sch.EnsureLayout(ctx, topic, layout); err != nil {
 		return err
 	}
+	snk, err := sink.New(conn, sink.Config{Windows: windows})
+	if err != nil {
+		return err
+	}
+	rd := audit.New(conn, windows)
 
 	cc := consumer.DefaultConfig()
 	cc.Brokers, cc.Topic, cc.GroupID, cc.FlushInterval = brokers, topic, "usage-rollup-demo", time.Second
@@ -80,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	consumed := make(chan error, 1)
 	go func() { consumed <- c.Run(consumeCtx) }()
 	start := time.Now()
-	waitErr := waitCaughtUp(ctx, snk, brokers, topic, o.partitions)
+	waitErr := waitCaughtUp(ctx, rd, brokers, topic, o.partitions)
 	stopConsumer()
 	if err := <-consumed; err != nil {
 		return err
@@ -90,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "consumer caught up in %s\n\n", time.Since(start).Round(time.Millisecond))
 
-	got, err := snk.TotalsByWorkspaceModel(ctx, "1h", topic)
+	got, err := rd.TotalsByWorkspaceModel(ctx, "1h", topic)
 	if err != nil {
 		return err
 	}
@@ -98,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := check.WriteTable(stdout, &want, got); err != nil {
 		return err
 	}
-	rejected, err := snk.RejectedCount(ctx, topic)
+	rejected, err := rd.RejectedCount(ctx, topic)
 	if err != nil {
 		return err
 	}
@@ -112,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // waitCaughtUp waits until ClickHouse holds progress up to every partition's end.
-func waitCaughtUp(ctx context.Context, snk *sink.Sink, brokers []string, topic string, partitions int) error {
+func waitCaughtUp(ctx context.Context, rd *audit.Reader, brokers []string, topic string, partitions int) error {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
 	reqs := make([]kafka.OffsetRequest, partitions)
 	for p := range partitions {
@@ -128,7 +136,7 @@ func waitCaughtUp(ctx context.Context, snk *sink.Sink, brokers []string, topic s
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		prog, err := snk.Progress(ctx, topic)
+		prog, err := rd.Progress(ctx, topic)
 		if err != nil {
 			return err
 		}

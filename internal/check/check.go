@@ -9,15 +9,15 @@ import (
 	"text/tabwriter"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
-	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 type key struct{ workspace, model string }
 
 // Diff lists every workspace/model whose measures in got differ from want,
 // one line each; nil means an exact match.
-func Diff(want *loadgen.Expected, got []sink.GroupTotals) []string {
+func Diff(want *loadgen.Expected, got []audit.GroupTotals) []string {
 	gotBy := make(map[key]aggregate.Measures, len(got))
 	for _, g := range got {
 		gotBy[key{g.WorkspaceID, g.Model}] = g.Measures
@@ -56,7 +56,7 @@ func equal(want, got aggregate.Measures) bool {
 // Late compares the late events counted over all groups with the late
 // events the generator sent (each 1-3 hours behind the stream, far past any
 // sensible ALLOWED_LATENESS); "" means they agree.
-func Late(want *loadgen.Expected, got []sink.GroupTotals) string {
+func Late(want *loadgen.Expected, got []audit.GroupTotals) string {
 	var n uint64
 	for _, g := range got {
 		n += g.Measures.LateEvents
@@ -68,7 +68,7 @@ func Late(want *loadgen.Expected, got []sink.GroupTotals) string {
 }
 
 // WriteTable prints got next to want, per workspace and model.
-func WriteTable(w io.Writer, want *loadgen.Expected, got []sink.GroupTotals) error {
+func WriteTable(w io.Writer, want *loadgen.Expected, got []audit.GroupTotals) error {
 	gotBy := make(map[key]aggregate.Measures, len(got))
 	for _, g := range got {
 		gotBy[key{g.WorkspaceID, g.Model}] = g.Measures

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/usage-rollup/usage-rollup/internal/security"
 	"github.com/usage-rollup/usage-rollup/internal/testpki"
 )
 
@@ -29,15 +30,15 @@ func TestSecurityValidate(t *testing.T) {
 		wantErr string // "" for valid
 	}{
 		{"zero value is PLAINTEXT", Security{}, ""},
-		{"TLS with system roots", Security{TLS: true}, ""},
-		{"TLS with CA and client cert", Security{TLS: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "c.key"}, ""},
+		{"TLS with system roots", Security{TLS: security.TLS{Enabled: true}}, ""},
+		{"TLS with CA and client cert", Security{TLS: security.TLS{Enabled: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "c.key"}}, ""},
 		{"PLAIN", sasl("PLAIN"), ""},
 		{"SCRAM-SHA-256", sasl("SCRAM-SHA-256"), ""},
-		{"SCRAM-SHA-512 over TLS", func() Security { s := sasl("SCRAM-SHA-512"); s.TLS = true; return s }(), ""},
+		{"SCRAM-SHA-512 over TLS", func() Security { s := sasl("SCRAM-SHA-512"); s.TLS.Enabled = true; return s }(), ""},
 		{"mechanism case-insensitive", sasl("scram-sha-512"), ""},
-		{"CA file without TLS", Security{CAFile: "ca.pem"}, "KAFKA_TLS_ENABLED"},
-		{"cert without key", Security{TLS: true, CertFile: "c.pem"}, "KAFKA_TLS_KEY_FILE"},
-		{"key without cert", Security{TLS: true, KeyFile: "c.key"}, "KAFKA_TLS_CERT_FILE"},
+		{"CA file without TLS", Security{TLS: security.TLS{CAFile: "ca.pem"}}, "KAFKA_TLS_ENABLED"},
+		{"cert without key", Security{TLS: security.TLS{Enabled: true, CertFile: "c.pem"}}, "KAFKA_TLS_KEY_FILE"},
+		{"key without cert", Security{TLS: security.TLS{Enabled: true, KeyFile: "c.key"}}, "KAFKA_TLS_CERT_FILE"},
 		{"unknown mechanism", sasl("GSSAPI"), "KAFKA_SASL_MECHANISM"},
 		{"mechanism without user", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, "KAFKA_SASL_USERNAME"},
 		{"mechanism without password", Security{SASLMechanism: "PLAIN", SASLUsername: "usage"}, "KAFKA_SASL_PASSWORD"},
@@ -66,9 +67,9 @@ func TestSecurityProtocol(t *testing.T) {
 		want string
 	}{
 		{Security{}, "PLAINTEXT"},
-		{Security{TLS: true}, "SSL"},
+		{Security{TLS: security.TLS{Enabled: true}}, "SSL"},
 		{Security{SASLMechanism: "PLAIN"}, "SASL_PLAINTEXT"},
-		{Security{TLS: true, SASLMechanism: "SCRAM-SHA-256"}, "SASL_SSL"},
+		{Security{TLS: security.TLS{Enabled: true}, SASLMechanism: "SCRAM-SHA-256"}, "SASL_SSL"},
 	}
 	for _, tt := range tests {
 		if got := tt.sec.Protocol(); got != tt.want {
@@ -116,8 +117,8 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			if !strings.Contains(logs.String(), `"sasl_password_set":true`) || !strings.Contains(logs.String(), `"sasl_username":"usage"`) {
 				t.Errorf("zerolog object lacks the non-secret fields: %s", logs.String())
 			}
-			if got := fmt.Sprint(sec); !strings.Contains(got, "SASL_PLAINTEXT") || !strings.Contains(got, mech) || !strings.Contains(got, redacted) {
-				t.Errorf("String() = %q, want protocol, mechanism and %s", got, redacted)
+			if got := fmt.Sprint(sec); !strings.Contains(got, "SASL_PLAINTEXT") || !strings.Contains(got, mech) || !strings.Contains(got, "[redacted]") {
+				t.Errorf("String() = %q, want protocol, mechanism and [redacted]", got)
 			}
 		})
 	}
@@ -126,7 +127,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 func TestDialerAndTransport(t *testing.T) {
 	pki := testpki.Write(t)
 	sec := Security{
-		TLS: true, CAFile: pki.CA, CertFile: pki.Cert, KeyFile: pki.Key,
+		TLS:           security.TLS{Enabled: true, CAFile: pki.CA, CertFile: pki.Cert, KeyFile: pki.Key},
 		SASLMechanism: SASLScramSHA512, SASLUsername: "usage", SASLPassword: testPassword,
 	}
 	d, err := sec.Dialer(7 * time.Second)
@@ -171,11 +172,11 @@ func TestDialerFileErrors(t *testing.T) {
 		sec  Security
 		want []string // substrings of the error
 	}{
-		{"missing CA", Security{TLS: true, CAFile: missing}, []string{"KAFKA_TLS_CA_FILE", missing}},
-		{"CA not PEM", Security{TLS: true, CAFile: notPEM}, []string{"KAFKA_TLS_CA_FILE", notPEM}},
-		{"missing cert", Security{TLS: true, CertFile: missing, KeyFile: pki.Key}, []string{"KAFKA_TLS_CERT_FILE", missing}},
-		{"bad key", Security{TLS: true, CertFile: pki.Cert, KeyFile: badKey}, []string{"KAFKA_TLS_KEY_FILE", badKey}},
-		{"key of another cert", Security{TLS: true, CertFile: pki.Cert, KeyFile: otherKey}, []string{"KAFKA_TLS_KEY_FILE", "does not match"}},
+		{"missing CA", Security{TLS: security.TLS{Enabled: true, CAFile: missing}}, []string{"KAFKA_TLS_CA_FILE", missing}},
+		{"CA not PEM", Security{TLS: security.TLS{Enabled: true, CAFile: notPEM}}, []string{"KAFKA_TLS_CA_FILE", notPEM}},
+		{"missing cert", Security{TLS: security.TLS{Enabled: true, CertFile: missing, KeyFile: pki.Key}}, []string{"KAFKA_TLS_CERT_FILE", missing}},
+		{"bad key", Security{TLS: security.TLS{Enabled: true, CertFile: pki.Cert, KeyFile: badKey}}, []string{"KAFKA_TLS_KEY_FILE", badKey}},
+		{"key of another cert", Security{TLS: security.TLS{Enabled: true, CertFile: pki.Cert, KeyFile: otherKey}}, []string{"KAFKA_TLS_KEY_FILE", "does not match"}},
 		{"invalid", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, []string{"KAFKA_SASL_USERNAME"}},
 	}
 	for _, tt := range tests {

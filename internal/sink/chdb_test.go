@@ -9,64 +9,21 @@ import (
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
+	"github.com/usage-rollup/usage-rollup/internal/schema"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 )
-
-// chdbScript runs the rendered migrations on the ClickHouse embedded in chDB.
-const chdbScript = "../../scripts/chdb_check.py"
-
-// TestMigrationsOnModernClickHouse checks that the migrations rendered for a
-// current server (LowCardinality dimensions) run there and that the FINAL
-// views sum exactly. The sink's own tests cover the 18.16 rendering against a
-// real server; this covers the other branch without running a second server.
-func TestMigrationsOnModernClickHouse(t *testing.T) {
-	version := chdbVersion(t)
-	const database = "usage_chdb"
-	windows := []aggregate.Window{w1m, w1h}
-	migrations, err := RenderMigrations(version, database, windows)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dimension, err := DimensionType(version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if dimension != dimensionLowCardinality {
-		t.Fatalf("chDB embeds ClickHouse %s, which renders %s; the check is meant for the LowCardinality branch", version, dimension)
-	}
-	manifest := struct {
-		Database   string      `json:"database"`
-		Dimension  string      `json:"dimension"`
-		Windows    []string    `json:"windows"`
-		Migrations []Migration `json:"migrations"`
-	}{Database: database, Dimension: dimension, Migrations: migrations}
-	for _, w := range windows {
-		manifest.Windows = append(manifest.Windows, w.Name)
-	}
-	dir := t.TempDir()
-	data, err := json.Marshal(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "migrations.json"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.CommandContext(t.Context(), "python3", chdbScript, "run", dir).CombinedOutput()
-	t.Logf("%s", out)
-	if err != nil {
-		t.Fatalf("%s run: %v", chdbScript, err)
-	}
-}
 
 // TestMonthSplitOnModernClickHouse sends the INSERTs splitByMonth plans for
 // rows spanning 150 months (and garbage times clamped to 1970 and 2106) to a
 // current ClickHouse whose max_partitions_per_insert_block is lowered to
 // maxMonthsPerInsert: each must pass, so the split's months are the server's
 // partitions, and one INSERT of all the rows must fail with the message
-// IsTransient treats as permanent.
+// chconn.IsTransient treats as permanent.
 func TestMonthSplitOnModernClickHouse(t *testing.T) {
-	version := chdbVersion(t)
+	version := servicetest.NeedChDB(t)
 	const database = "usage_chdb"
-	migrations, err := RenderMigrations(version, database, []aggregate.Window{w1m})
+	migrations, err := schema.RenderMigrations(version, database, []aggregate.Window{w1m})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,14 +52,14 @@ func TestMonthSplitOnModernClickHouse(t *testing.T) {
 		t.Errorf("%d inserts planned, want 13", len(inserts))
 	}
 	manifest := struct {
-		Database   string      `json:"database"`
-		Window     string      `json:"window"`
-		Bound      int         `json:"bound"`
-		Message    string      `json:"message"`
-		Migrations []Migration `json:"migrations"`
-		Rollup     [][]int64   `json:"rollup"`
-		Rejected   [][]int64   `json:"rejected"`
-	}{database, w1m.Name, maxMonthsPerInsert, tooManyPartitions, migrations, inserts, inserts}
+		Database   string             `json:"database"`
+		Window     string             `json:"window"`
+		Bound      int                `json:"bound"`
+		Message    string             `json:"message"`
+		Migrations []schema.Migration `json:"migrations"`
+		Rollup     [][]int64          `json:"rollup"`
+		Rejected   [][]int64          `json:"rejected"`
+	}{database, w1m.Name, maxMonthsPerInsert, chconn.TooManyPartitions, migrations, inserts, inserts}
 	dir := t.TempDir()
 	data, err := json.Marshal(manifest)
 	if err != nil {

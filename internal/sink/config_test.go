@@ -14,25 +14,20 @@ func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
 		modify func(*Config)
-		want   string // the env var the message must name
+		want   string
 	}{
-		{"no addr", func(c *Config) { c.Addr = nil }, "CLICKHOUSE_ADDR"},
-		{"empty addr", func(c *Config) { c.Addr = []string{""} }, "CLICKHOUSE_ADDR"},
-		{"database with dash", func(c *Config) { c.Database = "usage-rollup" }, "CLICKHOUSE_DATABASE"},
-		{"empty database", func(c *Config) { c.Database = "" }, "CLICKHOUSE_DATABASE"},
-		{"no user", func(c *Config) { c.Username = "" }, "CLICKHOUSE_USERNAME"},
-		{"dial timeout", func(c *Config) { c.DialTimeout = 0 }, "CLICKHOUSE_DIAL_TIMEOUT"},
-		{"insert timeout", func(c *Config) { c.InsertTimeout = -1 }, "CLICKHOUSE_INSERT_TIMEOUT"},
-		{"no windows", func(c *Config) { c.Windows = nil }, "ROLLUP_WINDOWS"},
-		{"odd window name", func(c *Config) { c.Windows = []aggregate.Window{{Name: "1 m"}} }, "ROLLUP_WINDOWS"},
-		{"window twice", func(c *Config) { c.Windows = []aggregate.Window{w1m, w1m} }, "ROLLUP_WINDOWS"},
+		{"no windows", func(c *Config) { c.Windows = nil }, "ROLLUP_WINDOWS must list at least one window size"},
+		{"odd window name", func(c *Config) { c.Windows = []aggregate.Window{{Name: "1 m"}} }, `ROLLUP_WINDOWS: window name "1 m" is not canonical`},
+		{"window twice", func(c *Config) { c.Windows = []aggregate.Window{w1m, w1m} }, "ROLLUP_WINDOWS: window 1m listed twice"},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
 		tt.modify(&cfg)
-		err := cfg.Validate()
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("%s: Validate() = %v, want an error naming %s", tt.name, err, tt.want)
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
+		}
+		if _, err := New(nil, cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: New() = %v, want %q", tt.name, err, tt.want)
 		}
 	}
 }

@@ -60,7 +60,7 @@ const chunkFilter = " PREWHERE topic = ? AND `partition` = ? AND chunk = ?"
 // chunkSegment returns the largest segment of the chunk over all window
 // tables, or -1. Segments are key columns, so no FINAL is needed.
 func (s *Sink) chunkSegment(ctx context.Context, topic string, partition int32, chunk int64) (int64, error) {
-	ctx, cancel := s.statementContext(ctx)
+	ctx, cancel := s.conn.StatementContext(ctx)
 	defer cancel()
 	parts := make([]string, 0, len(s.cfg.Windows))
 	args := make([]any, 0, 3*len(s.cfg.Windows))
@@ -79,7 +79,7 @@ func (s *Sink) chunkSegment(ctx context.Context, topic string, partition int32, 
 }
 
 func (s *Sink) segmentRows(ctx context.Context, window, topic string, partition int32, chunk, segment int64) ([]aggregate.StoredRow, error) {
-	ctx, cancel := s.statementContext(ctx)
+	ctx, cancel := s.conn.StatementContext(ctx)
 	defer cancel()
 	query := "SELECT window_start, workspace_id, project_id, api_key_id, provider, model, endpoint, version, " +
 		"requests, errors, input_tokens, input_text_tokens, input_image_tokens, input_cached_tokens, " +
@@ -112,7 +112,7 @@ func (s *Sink) segmentRows(ctx context.Context, window, topic string, partition 
 }
 
 func (s *Sink) chunkProgress(ctx context.Context, topic string, partition int32, chunk int64) (aggregate.Progress, error) {
-	ctx, cancel := s.statementContext(ctx)
+	ctx, cancel := s.conn.StatementContext(ctx)
 	defer cancel()
 	query := "SELECT first_offset, last_offset, accepted, rejected, duplicates, late, max_event_time, watermark FROM " +
 		s.database + ".usage_chunks FINAL WHERE topic = ? AND `partition` = ? AND chunk = ?"

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/rs/zerolog"
-
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 )
 
@@ -92,13 +90,10 @@ func TestReadChunk(t *testing.T) {
 	}
 
 	// Windows follow the sink's configuration order.
-	cfg := s.cfg
-	cfg.Windows = []aggregate.Window{w1h, w1m}
-	reversed, err := Open(t.Context(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
+	reversed, err := New(s.conn, Config{Windows: []aggregate.Window{w1h, w1m}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = reversed.Close() })
 	got = readChunk(t, reversed, testTopic, 3, 5)
 	if !reflect.DeepEqual(got.Windows, [][]aggregate.StoredRow{want.Windows[1], want.Windows[0]}) {
 		t.Errorf("windows 1h,1m: got %+v", got.Windows)

@@ -1,91 +1,54 @@
 package sink
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
+	"github.com/usage-rollup/usage-rollup/internal/schema"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 )
 
-// Tests in this package run against a real ClickHouse: CLICKHOUSE_ADDR, by
+// Tests that write run against a real ClickHouse: CLICKHOUSE_ADDR, by
 // default 127.0.0.1:9000 as started by scripts/clickhouse.sh. Without a
 // server they skip, unless USAGE_ROLLUP_REQUIRE_SERVICES=1 (CI), which makes
 // a missing server a failure.
-
-func requireServices() bool { return os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" }
-
-func serverAddr(t *testing.T) string {
-	t.Helper()
-	addr := os.Getenv("CLICKHOUSE_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:9000"
-	}
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		if requireServices() {
-			t.Fatalf("ClickHouse at %s is required (USAGE_ROLLUP_REQUIRE_SERVICES=1): %v", addr, err)
-		}
-		t.Skipf("no ClickHouse at %s (start one with scripts/clickhouse.sh start): %v", addr, err)
-	}
-	_ = c.Close()
-	return addr
-}
-
-func randomName(t *testing.T, prefix string) string {
-	t.Helper()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return prefix + hex.EncodeToString(b)
-}
 
 var (
 	w1m = aggregate.Window{Size: time.Minute, Name: "1m"}
 	w1h = aggregate.Window{Size: time.Hour, Name: "1h"}
 )
 
-// testConfig returns a config for a fresh, not yet created database.
-func testConfig(t *testing.T) Config {
+// newTestSink returns a sink with windows 1m and 1h on a fresh database,
+// created and migrated as a consumer starting does, and dropped at cleanup.
+func newTestSink(t *testing.T) *Sink {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.Addr = []string{serverAddr(t)}
-	cfg.Database = randomName(t, "usage_test_")
-	cfg.Windows = []aggregate.Window{w1m, w1h}
-	return cfg
-}
-
-// openSink opens a sink on cfg and drops its database at cleanup.
-func openSink(t *testing.T, cfg Config) *Sink {
-	t.Helper()
-	s, err := Open(t.Context(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
+	addr, db := servicetest.TempDatabase(t)
+	cc := chconn.DefaultConfig()
+	cc.Addr, cc.Database = []string{addr}, db
+	windows := []aggregate.Window{w1m, w1h}
+	c, _, err := schema.Setup(t.Context(), cc, schema.Config{Windows: windows}, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		t.Fatalf("schema.Setup: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.conn.Exec(ctx, "DROP DATABASE IF EXISTS "+s.database); err != nil {
-			t.Errorf("drop database %s: %v", cfg.Database, err)
-		}
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	t.Cleanup(func() { _ = c.Close() })
+	s, err := New(c, Config{Windows: windows})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
 	return s
 }
 
-// newTestSink opens a migrated sink on a fresh database with windows 1m and 1h.
-func newTestSink(t *testing.T) *Sink {
+// execSQL runs a statement over the sink's connection, to break the database
+// under it.
+func execSQL(t *testing.T, s *Sink, stmt string) {
 	t.Helper()
-	return openSink(t, testConfig(t))
+	if err := s.conn.(*chconn.Conn).Exec(t.Context(), stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
 }
 
 // queryUint runs a query returning one UInt64 (sum, count) in the sink's database.
@@ -104,3 +67,6 @@ func write(t *testing.T, s *Sink, b *aggregate.Batch) {
 		t.Fatalf("Write(chunk %d, version %d): %v", b.Chunk, b.Version(), err)
 	}
 }
+
+// pin fixes the sink's clock from now on.
+func pin(s *Sink, at time.Time) { s.cfg.Now = func() time.Time { return at } }

@@ -117,9 +117,7 @@ func insertProbe(t *testing.T, s *Sink) {
 			"max(toYYYYMM(%[3]s)) AS last, count() AS rows FROM %[1]s.%[2]s", db, tbl, col))
 	}
 	for _, stmt := range stmts {
-		if err := s.conn.Exec(t.Context(), stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
+		execSQL(t, s, stmt)
 	}
 }
 
@@ -214,10 +212,8 @@ func TestWriteSpanningManyMonths(t *testing.T) {
 
 	// The probe does see a block spanning 150 months, as the writer sent
 	// before it split by month (and as current servers refuse).
-	if err := s.conn.Exec(t.Context(), "INSERT INTO "+s.database+".usage_rollup_1m (window_start, topic, version) "+
-		"SELECT addMonths(toDateTime('2012-01-15 12:00:00', 'UTC'), number), 'probe', 1 FROM system.numbers LIMIT 150"); err != nil {
-		t.Fatal(err)
-	}
+	execSQL(t, s, "INSERT INTO "+s.database+".usage_rollup_1m (window_start, topic, version) "+
+		"SELECT addMonths(toDateTime('2012-01-15 12:00:00', 'UTC'), number), 'probe', 1 FROM system.numbers LIMIT 150")
 	if got := probeRows(t, s); got[len(got)-1].months != months {
 		t.Errorf("probe of one 150-month INSERT = %+v, want months = 150", got[len(got)-1])
 	}

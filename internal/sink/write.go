@@ -31,13 +31,13 @@ const (
 // go in one INSERT unless they span more than maxMonthsPerInsert months;
 // then in several, in ascending month order, each spanning at most that many
 // (see splitByMonth). Every row carries version b.Version(); written_at and
-// rejected_at are the wall clock.
+// rejected_at are Config.Now.
 //
 // Write is not atomic across tables. A failure leaves some tables written,
 // which is harmless: the caller retries the same batch (or a longer prefix),
 // and the FINAL views then show each group once. Write does not keep b.
 func (s *Sink) Write(ctx context.Context, b *aggregate.Batch) error {
-	writtenAt := utcSeconds(now().Unix())
+	writtenAt := utcSeconds(s.cfg.Now().Unix())
 	for i := range b.Windows {
 		wr := &b.Windows[i]
 		if len(wr.Rows) == 0 {
@@ -64,7 +64,7 @@ func (s *Sink) Write(ctx context.Context, b *aggregate.Batch) error {
 // insert prepares query, lets fill append rows and sends them, all within
 // the statement timeout.
 func (s *Sink) insert(ctx context.Context, query string, fill func(batch) error) error {
-	ctx, cancel := s.statementContext(ctx)
+	ctx, cancel := s.conn.StatementContext(ctx)
 	defer cancel()
 	b, err := s.conn.PrepareBatch(ctx, query)
 	if err != nil {
@@ -262,7 +262,7 @@ func (s *Sink) WriteFinality(ctx context.Context, f aggregate.Finality) error {
 	}
 	err := s.insert(ctx, query, func(ins batch) error {
 		return ins.Append(f.Topic, f.Partition, utcSeconds(f.ClosedThroughMs/1000), utcSeconds(f.MaxEventTimeMs/1000),
-			f.CommittedOffset, idle, utcSeconds(now().Unix()))
+			f.CommittedOffset, idle, utcSeconds(s.cfg.Now().Unix()))
 	})
 	if err != nil {
 		return fmt.Errorf("insert usage_progress_log (topic %s partition %d): %w", f.Topic, f.Partition, err)

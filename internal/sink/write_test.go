@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/rs/zerolog"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 )
@@ -136,9 +135,9 @@ func TestRejectedOnePerOffset(t *testing.T) {
 	longer.Rejected = []aggregate.Rejection{reject(5, []byte("{")), reject(7, big), reject(9, nil)}
 	longer.Progress.Rejected = 3
 
-	pin(t, time.Date(2024, 6, 1, 0, 0, 5, 0, time.UTC))
+	pin(s, time.Date(2024, 6, 1, 0, 0, 5, 0, time.UTC))
 	write(t, s, first)
-	pin(t, time.Date(2024, 7, 2, 0, 0, 0, 0, time.UTC)) // a replay a month later
+	pin(s, time.Date(2024, 7, 2, 0, 0, 0, 0, time.UTC)) // a replay a month later
 	write(t, s, first)
 	write(t, s, longer)
 
@@ -203,9 +202,7 @@ func TestWriteErrors(t *testing.T) {
 		t.Errorf("Write for an unconfigured window = %v, want a clear error", err)
 	}
 
-	if err := s.conn.Exec(t.Context(), "DROP TABLE "+s.database+".usage_rollup_1m"); err != nil {
-		t.Fatal(err)
-	}
+	execSQL(t, s, "DROP TABLE "+s.database+".usage_rollup_1m")
 	err := s.Write(t.Context(), rollup(0, 0, 1, row(t0, "w1", "gpt-4o", 1, 1)))
 	if err == nil {
 		t.Fatal("Write to a dropped table succeeded")
@@ -214,34 +211,12 @@ func TestWriteErrors(t *testing.T) {
 		t.Errorf("error = %q, want prefix %q", err, want)
 	}
 	var ex *clickhouse.Exception
-	if !errors.As(err, &ex) || ex.Code != codeUnknownTable {
+	if !errors.As(err, &ex) || ex.Code != 60 { // UNKNOWN_TABLE
 		t.Errorf("error %v does not unwrap to the server's UNKNOWN_TABLE exception", err)
 	}
-	if IsTransient(err) {
-		t.Errorf("IsTransient(%v) = true, want false for a missing table", err)
+	if s.Transient(err) {
+		t.Errorf("Transient(%v) = true, want false for a missing table", err)
 	}
-}
-
-func TestServerFailureIsTransient(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.Migrate = false
-	cfg.Addr = []string{"127.0.0.1:1"} // nothing listens on port 1
-	cfg.DialTimeout = time.Second
-	_, err := Open(t.Context(), cfg, zerolog.Nop())
-	if err == nil {
-		t.Fatal("Open on a closed port succeeded")
-	}
-	if !IsTransient(err) {
-		t.Errorf("IsTransient(%v) = false, want true for a refused connection", err)
-	}
-}
-
-// pin fixes the sink's clock for the rest of the test.
-func pin(t *testing.T, at time.Time) {
-	t.Helper()
-	prev := now
-	now = func() time.Time { return at }
-	t.Cleanup(func() { now = prev })
 }
 
 func TestFinalityKeepsTheFurthestAdvance(t *testing.T) {
@@ -276,5 +251,37 @@ func TestFinalityKeepsTheFurthestAdvance(t *testing.T) {
 	}
 	if got := queryUint(t, s, "SELECT partitions FROM "+s.database+".usage_progress_topic"); got != 2 {
 		t.Errorf("partitions = %d, want 2", got)
+	}
+}
+
+// TestWriteStampsTheInjectedClock checks that every wall-clock column comes
+// from Config.Now, and nothing else does: a replay stamped later keeps the
+// same sums.
+func TestWriteStampsTheInjectedClock(t *testing.T) {
+	s := newTestSink(t)
+	at := time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)
+	pin(s, at)
+	b := rollup(0, 0, 9, row(t0, "w1", "gpt-4o", 3, 2))
+	b.Windows = append(b.Windows, aggregate.WindowRows{Window: w1h, Rows: []aggregate.Row{row(t0, "w1", "gpt-4o", 3, 2)}})
+	b.Rejected = []aggregate.Rejection{{Offset: 4, Reason: "invalid_json", RecordTime: time.Unix(t0, 0)}}
+	write(t, s, b)
+	if err := s.WriteFinality(t.Context(), aggregate.Finality{Topic: testTopic, Partition: 3, ClosedThroughMs: t0 * 1000}); err != nil {
+		t.Fatal(err)
+	}
+	pin(s, at.Add(time.Hour)) // a replay, later
+	write(t, s, b)
+
+	stamps := map[string]string{
+		"usage_rollup_1m": "written_at", "usage_rollup_1h": "written_at", "usage_chunks": "written_at",
+		"usage_rejected_log": "rejected_at", "usage_progress_log": "advanced_at",
+	}
+	for table, col := range stamps {
+		q := "SELECT toUInt64(min(toUnixTimestamp(" + col + "))) FROM " + s.database + "." + table
+		if got := queryUint(t, s, q); got != uint64(at.Unix()) {
+			t.Errorf("%s.%s = %s, want the pinned %s", table, col, time.Unix(int64(got), 0).UTC(), at)
+		}
+	}
+	if got := viewSums(t, s, "usage_1m", "1"); got != (sums{1, 3, 6}) {
+		t.Errorf("usage_1m after a later replay = %+v, want one row of 3 requests", got)
 	}
 }

@@ -44,6 +44,7 @@ type Table struct {
 	progress  map[[2]int64]aggregate.Progress // (partition, chunk) -> row with the largest LastOffset
 	rejected  map[[2]int64]string             // (partition, offset) -> reason
 	next      map[int32]int64                 // partition -> one past the last offset of a complete write
+	failedBy  map[int32]int                   // partition -> writes refused while Down
 	conflicts []string
 
 	// Down makes every call fail with ErrDown, as an unreachable server.
@@ -62,19 +63,20 @@ func New(windows []aggregate.Window) *Table {
 		names[i] = w.Name
 	}
 	return &Table{windows: names, rows: map[Key]Row{}, progress: map[[2]int64]aggregate.Progress{},
-		rejected: map[[2]int64]string{}, next: map[int32]int64{}}
+		rejected: map[[2]int64]string{}, next: map[int32]int64{}, failedBy: map[int32]int{}}
 }
 
 // Write stores b as the sink does: every window's rows, the rejections, and
 // the progress row last. Two rows with the same key and version but other
 // measures are recorded as a conflict (ReplacingMergeTree could keep either).
 func (t *Table) Write(_ context.Context, b *aggregate.Batch) error {
-	if t.Down.Load() {
-		t.Failed.Add(1)
-		return ErrDown
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.Down.Load() {
+		t.Failed.Add(1)
+		t.failedBy[b.Partition]++
+		return ErrDown
+	}
 	partial := t.PartialOnce.Swap(false)
 	for i, w := range b.Windows {
 		if partial && i > 0 {
@@ -183,6 +185,13 @@ func (t *Table) Next(partition int32) int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.next[partition]
+}
+
+// FailedWrites returns how many writes of partition were refused while Down.
+func (t *Table) FailedWrites(partition int32) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failedBy[partition]
 }
 
 // Rejected returns the number of rejected offsets stored.

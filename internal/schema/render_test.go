@@ -1,10 +1,13 @@
-package sink
+package schema
 
 import (
+	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 )
@@ -28,9 +31,17 @@ func TestDimensionType(t *testing.T) {
 			t.Errorf("DimensionType(%q) = %q, %v; want %q", tt.version, got, err, tt.want)
 		}
 	}
-	for _, bad := range []string{"", "18", "x.1", "18.x", "-1.2"} {
-		if got, err := DimensionType(bad); err == nil {
-			t.Errorf("DimensionType(%q) = %q, want an error", bad, got)
+	for bad, want := range map[string]string{
+		"":     "want major.minor[.patch...]",
+		"18":   "want major.minor[.patch...]",
+		"x.1":  "bad major",
+		"18.x": "bad minor",
+		"-1.2": "bad major",
+		"1.-2": "bad minor",
+	} {
+		got, err := DimensionType(bad)
+		if want = fmt.Sprintf("parse ClickHouse version %q: %s", bad, want); err == nil || err.Error() != want {
+			t.Errorf("DimensionType(%q) = %q, %v; want error %q", bad, got, err, want)
 		}
 	}
 }
@@ -100,30 +111,63 @@ func TestRenderMigrations(t *testing.T) {
 	}
 }
 
+// TestRenderMigrationsErrors changes one thing at a time in a set of files
+// that renders, and checks that rendering fails for that reason: the error
+// names the offending input and, where one file is at fault, the file.
 func TestRenderMigrationsErrors(t *testing.T) {
-	good := &fstest.MapFile{Data: []byte("CREATE TABLE IF NOT EXISTS {{database}}.t (a String) ENGINE = Log;")}
+	good := &fstest.MapFile{Data: []byte("CREATE TABLE IF NOT EXISTS {{database}}.t (a {{dimension}}) ENGINE = Log;")}
+	window := &fstest.MapFile{Data: []byte("CREATE TABLE IF NOT EXISTS {{database}}.t_{{window}} (a String) ENGINE = Log;")}
+	base := fstest.MapFS{"clickhouse/0001_a.sql": good, "clickhouse/0002_b.window.sql": window}
+	if got, err := renderMigrations(base, "18.16.1", "db", []aggregate.Window{w1m}); err != nil || len(got) != 2 {
+		t.Fatalf("the unchanged files: renderMigrations = %d migrations, %v; want 2 and no error", len(got), err)
+	}
+	with := func(name string, f *fstest.MapFile) fstest.MapFS {
+		fsys := maps.Clone(base)
+		fsys[name] = f
+		return fsys
+	}
+	sql := func(text string) *fstest.MapFile { return &fstest.MapFile{Data: []byte(text)} }
 	tests := []struct {
 		name     string
 		files    fstest.MapFS
 		database string
 		version  string
+		windows  []aggregate.Window
+		want     string // the whole error
 	}{
-		{"bad database", fstest.MapFS{"clickhouse/0001_a.sql": good}, "a-b", "18.16.1"},
-		{"bad version", fstest.MapFS{"clickhouse/0001_a.sql": good}, "db", "eighteen"},
-		{"window placeholder outside a window file", fstest.MapFS{
-			"clickhouse/0001_a.sql": {Data: []byte("CREATE TABLE IF NOT EXISTS t_{{window}} (a String) ENGINE = Log;")},
-		}, "db", "18.16.1"},
-		{"unknown placeholder", fstest.MapFS{
-			"clickhouse/0001_a.sql": {Data: []byte("CREATE TABLE IF NOT EXISTS {{db}}.t (a String) ENGINE = Log;")},
-		}, "db", "18.16.1"},
-		{"duplicate version", fstest.MapFS{"clickhouse/0001_a.sql": good, "clickhouse/0001_b.sql": good}, "db", "18.16.1"},
-		{"bad file name", fstest.MapFS{"clickhouse/1_a.sql": good}, "db", "18.16.1"},
-		{"empty file", fstest.MapFS{"clickhouse/0001_a.sql": {Data: []byte("-- nothing;\n")}}, "db", "18.16.1"},
-		{"unterminated quote", fstest.MapFS{"clickhouse/0001_a.sql": {Data: []byte("SELECT 'a;")}}, "db", "18.16.1"},
+		{"bad database", base, "a-b", "18.16.1", nil,
+			`render migrations: database "a-b" is not a plain identifier`},
+		{"database with a backquote", base, "a`b", "18.16.1", nil,
+			"render migrations: database \"a`b\" is not a plain identifier"},
+		{"bad window name", base, "db", "18.16.1", []aggregate.Window{{Size: time.Minute, Name: "1m; DROP"}},
+			`render migrations: window name "1m; DROP" is not canonical`},
+		{"bad version", base, "db", "eighteen", nil,
+			`parse ClickHouse version "eighteen": want major.minor[.patch...]`},
+		{"window placeholder outside a window file", with("clickhouse/0001_a.sql",
+			sql("CREATE TABLE IF NOT EXISTS t_{{window}} (a String) ENGINE = Log;")), "db", "18.16.1", nil,
+			`render migrations: 0001_a.sql: unknown or misplaced placeholder near "{{window}} (a String"`},
+		{"unknown placeholder", with("clickhouse/0001_a.sql",
+			sql("CREATE TABLE IF NOT EXISTS {{db}}.t (a String) ENGINE = Log;")), "db", "18.16.1", nil,
+			`render migrations: 0001_a.sql: unknown or misplaced placeholder near "{{db}}.t (a String) "`},
+		{"duplicate version", with("clickhouse/0001_c.sql", good), "db", "18.16.1", nil,
+			"render migrations: 0001_a.sql and 0001_c.sql share version 0001"},
+		{"bad file name", with("clickhouse/1_c.sql", good), "db", "18.16.1", nil,
+			"render migrations: 1_c.sql: want NNNN_name.sql"},
+		{"version zero", with("clickhouse/0000_c.sql", good), "db", "18.16.1", nil,
+			"render migrations: 0000_c.sql: want NNNN_name.sql with NNNN >= 0001"},
+		{"empty file", with("clickhouse/0003_c.sql", sql("-- nothing;\n")), "db", "18.16.1", nil,
+			"render migrations: 0003_c.sql has no statements"},
+		{"unterminated quote", with("clickhouse/0003_c.sql", sql("SELECT 'a;")), "db", "18.16.1", nil,
+			"render migrations: 0003_c.sql: unterminated ' quote"},
 	}
 	for _, tt := range tests {
-		if _, err := renderMigrations(tt.files, tt.version, tt.database, []aggregate.Window{w1m}); err == nil {
-			t.Errorf("%s: want an error", tt.name)
+		windows := tt.windows
+		if windows == nil {
+			windows = []aggregate.Window{w1m}
+		}
+		got, err := renderMigrations(tt.files, tt.version, tt.database, windows)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: renderMigrations = %d migrations, %v; want error %q", tt.name, len(got), err, tt.want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package sink
+package schema
 
 import (
 	"encoding/json"
@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
 )
 
 // The analyst and alert queries in schemas/queries, and the cost views, are
@@ -106,16 +107,16 @@ func checkRows(t *testing.T, c sqlCase, got caseResult) {
 	}
 }
 
-// runOnServer migrates a fresh database with sink.Open, as the consumer
+// runOnServer migrates a fresh database with Setup, as the consumer
 // does, then runs the scenario with clickhouse-go's positional binding and
 // counts the rows read from the server's progress packets (18.16 has no
 // query_log here).
 func runOnServer(t *testing.T, setup []string, cases []sqlCase) map[string]caseResult {
-	s := newTestSink(t)
+	s := newTestSchema(t)
 	ctx := t.Context()
 	for _, stmt := range setup {
 		if err := s.conn.Exec(ctx, stmt); err != nil {
-			t.Fatalf("setup on %s: %v\n%s", s.version, err, stmt)
+			t.Fatalf("setup on %s: %v\n%s", s.conn.Version(), err, stmt)
 		}
 	}
 	out := make(map[string]caseResult, len(cases))
@@ -129,7 +130,7 @@ func runOnServer(t *testing.T, setup []string, cases []sqlCase) map[string]caseR
 		qctx := clickhouse.Context(ctx, clickhouse.WithProgress(func(p *clickhouse.Progress) { res.ReadRows += p.Rows }))
 		rows, err := s.conn.Query(qctx, c.sql(t), c.args...)
 		if err != nil {
-			t.Fatalf("%s on %s: %v", c.name, s.version, err)
+			t.Fatalf("%s on %s: %v", c.name, s.conn.Version(), err)
 		}
 		types := rows.ColumnTypes()
 		for rows.Next() {
@@ -175,7 +176,7 @@ func formatValue(v any, dbType string) string {
 // runOnChDB renders the migrations for chDB's ClickHouse and has
 // scripts/chdb_queries.py run the scenario there.
 func runOnChDB(t *testing.T, setup []string, cases []sqlCase) map[string]caseResult {
-	version := chdbVersion(t)
+	version := servicetest.NeedChDB(t)
 	const database = "usage_chdb_queries"
 	migrations, err := RenderMigrations(version, database, []aggregate.Window{w1m, w1h})
 	if err != nil {
@@ -226,23 +227,6 @@ func runOnChDB(t *testing.T, setup []string, cases []sqlCase) map[string]caseRes
 	return out
 }
 
-// chdbVersion returns the ClickHouse version embedded in chDB, skipping the
-// test without chDB unless USAGE_ROLLUP_REQUIRE_SERVICES=1.
-func chdbVersion(t *testing.T) string {
-	t.Helper()
-	if err := exec.Command("python3", "-c", "import chdb").Run(); err != nil {
-		if requireServices() {
-			t.Fatalf("python3 with chdb is required (USAGE_ROLLUP_REQUIRE_SERVICES=1; pip install chdb): %v", err)
-		}
-		t.Skipf("python3 with chdb not available (pip install chdb): %v", err)
-	}
-	out, err := exec.CommandContext(t.Context(), "python3", chdbScript, "version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s version: %v\n%s", chdbScript, err, out)
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // usageRow is one 1m rollup row: the aggregate of a group over a chunk prefix.
 type usageRow struct {
 	minute                                    string // window_start, "YYYY-MM-DD hh:mm"
@@ -255,8 +239,8 @@ type usageRow struct {
 	latencySum, latencyMax                    uint64
 }
 
-// seedColumns is spelled out rather than taken from rollupColumns so that a
-// new rollup column (it gets its default here) does not break the seeds.
+// seedColumns is spelled out rather than taken from the writer's column list
+// (internal/sink) so that a new rollup column (it gets its default here) does not break the seeds.
 const seedColumns = "window_start, workspace_id, project_id, api_key_id, provider, model, endpoint, topic, " +
 	"`partition`, chunk, version, requests, errors, input_tokens, input_text_tokens, input_image_tokens, " +
 	"input_cached_tokens, output_tokens, total_tokens, latency_ms_sum, latency_ms_max, inconsistent_events, written_at"

@@ -1,10 +1,11 @@
-package sink
+package chconn
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"syscall"
@@ -32,11 +33,14 @@ func TestIsTransient(t *testing.T) {
 		{"timeout exceeded", exception(codeTimeoutExceeded), true},
 		{"memory limit", exception(codeMemoryLimitExceeded), true},
 		{"keeper", exception(codeKeeperException), true},
-		{"unknown table", exception(codeUnknownTable), false},
+		{"unknown table", exception(60), false},
 		{"no such column", exception(16), false},
 		{"syntax error", exception(62), false},
 		{"authentication", exception(516), false},
 		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true},
+		{"no such host", fmt.Errorf("dial: %w", &net.DNSError{Err: "no such host", Name: "ch", IsNotFound: true}), true},
+		{"i/o timeout", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), true},
+		{"missing TLS file", fmt.Errorf("CLICKHOUSE_TLS_CA_FILE: %w", &fs.PathError{Op: "open", Path: "/ca.pem", Err: syscall.ENOENT}), false},
 		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), true},
 		{"eof", fmt.Errorf("read: %w", io.EOF), true},
 		{"deadline", fmt.Errorf("insert: %w", context.DeadlineExceeded), true},
@@ -48,27 +52,6 @@ func TestIsTransient(t *testing.T) {
 	for _, tt := range tests {
 		if got := IsTransient(tt.err); got != tt.want {
 			t.Errorf("%s: IsTransient(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
-		}
-	}
-}
-
-func TestIsDuplicateColumn(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"18.16", &clickhouse.Exception{Code: codeIllegalColumn,
-			Message: "Cannot add column x: column with this name already exists"}, true},
-		{"current", fmt.Errorf("migration: %w", &clickhouse.Exception{Code: codeDuplicateColumn,
-			Message: "Cannot add column `x`: column with this name already exists. (DUPLICATE_COLUMN)"}), true},
-		{"another column error", &clickhouse.Exception{Code: codeIllegalColumn, Message: "Illegal column x"}, false},
-		{"plain", errors.New("column with this name already exists"), false},
-		{"nil", nil, false},
-	}
-	for _, tt := range tests {
-		if got := isDuplicateColumn(tt.err); got != tt.want {
-			t.Errorf("%s: isDuplicateColumn(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
 		}
 	}
 }

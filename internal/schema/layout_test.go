@@ -1,4 +1,4 @@
-package sink
+package schema
 
 import (
 	"errors"
@@ -41,7 +41,7 @@ type layoutCase struct {
 	wantErr []string
 }
 
-func checkLayouts(t *testing.T, s *Sink, topic string, cases []layoutCase) {
+func checkLayouts(t *testing.T, s *Schema, topic string, cases []layoutCase) {
 	t.Helper()
 	for _, tc := range cases {
 		err := s.EnsureLayout(t.Context(), topic, tc.layout)
@@ -66,7 +66,7 @@ func checkLayouts(t *testing.T, s *Sink, topic string, cases []layoutCase) {
 const reroll = ", or roll the topic up into a new, empty database (CLICKHOUSE_DATABASE)"
 
 func TestEnsureLayoutCutsPossible(t *testing.T) {
-	s := newTestSink(t)
+	s := newTestSchema(t)
 	// 50000 offsets x 2 windows can exceed 50000 groups: chunks may be cut.
 	layout := NewLayout(50_000, 50_000, []string{"1m", "1h"}, skew, msgBytes)
 	if err := s.EnsureLayout(t.Context(), testTopic, layout); err != nil {
@@ -109,7 +109,7 @@ func TestEnsureLayoutCutsPossible(t *testing.T) {
 }
 
 func TestEnsureLayoutCutsImpossible(t *testing.T) {
-	s := newTestSink(t)
+	s := newTestSchema(t)
 	// 1000 offsets x 2 windows never reach 200000 groups: no chunk is cut, so
 	// the group cap, windows and decoder limits may change while that holds.
 	if err := s.EnsureLayout(t.Context(), testTopic, NewLayout(1000, 200_000, []string{"1m", "1h"}, skew, msgBytes)); err != nil {
@@ -135,7 +135,7 @@ func TestEnsureLayoutCutsImpossible(t *testing.T) {
 }
 
 func TestEnsureLayoutLegacyRow(t *testing.T) {
-	s := newTestSink(t)
+	s := newTestSchema(t)
 	// A row recorded before migration 0012 (or by an older consumer during a
 	// rolling upgrade): only chunk_size and max_groups are known.
 	if err := s.conn.Exec(t.Context(), "INSERT INTO "+s.database+".usage_settings (topic, chunk_size, max_groups, created_at) "+
@@ -158,9 +158,9 @@ func TestEnsureLayoutLegacyRow(t *testing.T) {
 }
 
 func TestEnsureLayoutNeedsNewLayout(t *testing.T) {
-	s := newTestSink(t)
+	s := newTestSchema(t)
 	err := s.EnsureLayout(t.Context(), testTopic, Layout{ChunkSize: 50_000, MaxGroups: 200_000})
-	if err == nil || !strings.Contains(err.Error(), "build it with sink.NewLayout") {
+	if err == nil || !strings.Contains(err.Error(), "build it with schema.NewLayout") {
 		t.Errorf("EnsureLayout of a Layout literal = %v, want an error asking for NewLayout", err)
 	}
 	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_settings"); got != 0 {

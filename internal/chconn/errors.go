@@ -1,4 +1,4 @@
-package sink
+package chconn
 
 import (
 	"context"
@@ -12,16 +12,11 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
-// ClickHouse server error codes the sink branches on, from
+// ClickHouse server error codes IsTransient treats as transient, from
 // src/Common/ErrorCodes.cpp. The numbers are stable across releases.
 const (
 	codeUnexpectedEndOfFile        = 3
-	codeDuplicateColumn            = 15
 	codeAttemptToReadAfterEOF      = 32
-	codeIllegalColumn              = 44
-	codeTableAlreadyExists         = 57
-	codeUnknownTable               = 60
-	codeDatabaseAlreadyExists      = 82
 	codeTimeoutExceeded            = 159
 	codeTooSlow                    = 160
 	codeQuotaExceeded              = 201
@@ -86,10 +81,11 @@ var transientCodes = map[int32]bool{
 // (also TOO_MANY_PARTS, but not back-pressure) — are not transient, and
 // neither is context.Canceled, which means the caller is shutting down.
 //
-// Retrying any Write is safe (rows are idempotent), so the caller retries
-// both kinds with capped backoff and pauses intake meanwhile; IsTransient
-// only decides how loudly: transient failures at warn level, the others at
-// error level, because retrying alone will not fix them. Callers that need the
+// Retrying any sink write is safe (rows are idempotent), so the consumer
+// retries both kinds with capped backoff and pauses intake meanwhile;
+// IsTransient only decides how loudly: transient failures at warn level, the
+// others at error level, because retrying alone will not fix them. At start-up
+// it decides whether connecting is worth retrying. Callers that need the
 // server's code can use errors.As with *clickhouse.Exception.
 func IsTransient(err error) bool {
 	if err == nil {
@@ -103,10 +99,18 @@ func IsTransient(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
-	var netErr net.Error
+	// Not any net.Error: *fs.PathError has the same methods, and a missing
+	// or unreadable TLS file does not fix itself.
+	var (
+		opErr  *net.OpError
+		dnsErr *net.DNSError
+		netErr net.Error
+	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &netErr),
+		errors.As(err, &opErr),
+		errors.As(err, &dnsErr),
+		errors.As(err, &netErr) && netErr.Timeout(),
 		errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED),
@@ -119,42 +123,19 @@ func IsTransient(err error) bool {
 	return false
 }
 
-// tooManyPartitions is how current servers word the TOO_MANY_PARTS (252)
+// TooManyPartitions is how current servers word the TOO_MANY_PARTS (252)
 // they return for a block spanning more than max_partitions_per_insert_block
 // partitions: "Too many partitions for single INSERT block (more than 100).
 // The limit is controlled by 'max_partitions_per_insert_block' setting...".
 // The same code also means "Too many parts (N). Merges are processing
 // significantly slower than inserts", which is back-pressure and transient.
-const tooManyPartitions = "Too many partitions for single INSERT block"
+const TooManyPartitions = "Too many partitions for single INSERT block"
 
 // isTooManyPartitions reports the TOO_MANY_PARTS that an INSERT gets for the
 // months it spans, not for the server's load: the same INSERT fails again
-// on every retry. The writer splits rows so that it should never happen
-// (maxMonthsPerInsert); if it does (a server configured with a lower limit),
+// on every retry. The writer (internal/sink) splits rows by month so that it
+// should never happen; if it does (a server configured with a lower limit),
 // it must be loud rather than retried quietly as transient.
 func isTooManyPartitions(ex *clickhouse.Exception) bool {
-	return ex.Code == codeTooManyParts && strings.Contains(ex.Message, tooManyPartitions)
+	return ex.Code == codeTooManyParts && strings.Contains(ex.Message, TooManyPartitions)
 }
-
-// isAlreadyExists reports the error a CREATE ... IF NOT EXISTS can still
-// return when another replica creates the same object at the same moment
-// (the existence check and the creation are not atomic on old servers).
-func isAlreadyExists(err error) bool {
-	var ex *clickhouse.Exception
-	return errors.As(err, &ex) && (ex.Code == codeTableAlreadyExists || ex.Code == codeDatabaseAlreadyExists)
-}
-
-// isDuplicateColumn reports the error of an ALTER TABLE ... ADD COLUMN for a
-// column that exists: "Cannot add column x: column with this name already
-// exists", DUPLICATE_COLUMN (15) on current servers, ILLEGAL_COLUMN (44) on
-// 18.16, which has no ADD COLUMN IF NOT EXISTS. The code 44 is shared with
-// other column errors, hence the message check.
-func isDuplicateColumn(err error) bool {
-	var ex *clickhouse.Exception
-	return errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn) &&
-		strings.Contains(ex.Message, "column with this name already exists")
-}
-
-// Transient is IsTransient as a method, so that callers can classify the
-// errors of the Sink they were given without importing this package.
-func (s *Sink) Transient(err error) bool { return IsTransient(err) }

@@ -1,14 +1,16 @@
-package sink
+package schema
 
 import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/schemas"
 )
 
@@ -66,7 +68,7 @@ const (
 	dimensionString         = "String"
 )
 
-// lowCardinalityMin is the first release where the sink uses LowCardinality.
+// lowCardinalityMin is the first release that gets LowCardinality.
 // LowCardinality left experimental in 19.x; 20.1 is the conservative line.
 var lowCardinalityMin = [2]int{20, 1}
 
@@ -98,6 +100,10 @@ func parseVersion(version string) (major, minor int, err error) {
 	return major, minor, nil
 }
 
+// windowName matches the canonical names aggregate.ParseWindow produces; they
+// become part of table names.
+var windowName = regexp.MustCompile(`^[0-9]+[smhd]$`)
+
 // RenderMigrations renders the embedded migrations for a server of the given
 // version, a database and the configured windows, in the order they must run.
 // It touches no server, so the DDL for any version can be inspected or
@@ -107,7 +113,7 @@ func RenderMigrations(version, database string, windows []aggregate.Window) ([]M
 }
 
 func renderMigrations(fsys fs.FS, version, database string, windows []aggregate.Window) ([]Migration, error) {
-	if !identifier.MatchString(database) {
+	if !chconn.IsIdentifier(database) {
 		return nil, fmt.Errorf("render migrations: database %q is not a plain identifier", database)
 	}
 	for _, w := range windows {

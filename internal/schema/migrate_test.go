@@ -1,4 +1,4 @@
-package sink
+package schema
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/chconn"
 )
 
 // objectsPerWindow are usage_rollup_<w>, usage_<w> and usage_cost_<w>; the
@@ -21,36 +22,36 @@ const (
 	objectsPerWindow = 3
 )
 
-func countTables(t *testing.T, s *Sink) uint64 {
+func countTables(t *testing.T, s *Schema) uint64 {
 	t.Helper()
-	return queryUint(t, s, "SELECT count() FROM system.tables WHERE database = ?", s.cfg.Database)
+	return queryUint(t, s, "SELECT count() FROM system.tables WHERE database = ?", s.conn.Database())
 }
 
 func TestMigrateConcurrentOnFreshDatabase(t *testing.T) {
 	cfg := testConfig(t)
+	windows := []aggregate.Window{w1m, w1h}
 	// Four replicas start at once against a database that does not exist yet.
 	const replicas = 4
 	var (
-		wg    sync.WaitGroup
-		sinks [replicas]*Sink
-		errs  [replicas]error
+		wg   sync.WaitGroup
+		errs [replicas]error
 	)
 	for i := range replicas {
 		wg.Go(func() {
-			sinks[i], errs[i] = Open(t.Context(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
+			var c *chconn.Conn
+			if c, _, errs[i] = Setup(t.Context(), cfg, Config{Windows: windows}, zerolog.New(zerolog.NewTestWriter(t))); errs[i] == nil {
+				_ = c.Close()
+			}
 		})
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("replica %d: Open: %v", i, err)
+			t.Fatalf("replica %d: Setup: %v", i, err)
 		}
 	}
-	s := openSink(t, cfg) // drops the database at cleanup
-	for _, r := range sinks {
-		t.Cleanup(func() { _ = r.Close() })
-	}
-	if got, want := countTables(t, s), uint64(fixedObjects+objectsPerWindow*len(cfg.Windows)); got != want {
+	s := openSchema(t, cfg, windows...)
+	if got, want := countTables(t, s), uint64(fixedObjects+objectsPerWindow*len(windows)); got != want {
 		t.Errorf("tables and views = %d, want %d", got, want)
 	}
 	if got := queryUint(t, s, "SELECT uniqExact(name) FROM "+s.database+".schema_migrations"); got != uint64(len(s.migrations)) {
@@ -59,7 +60,7 @@ func TestMigrateConcurrentOnFreshDatabase(t *testing.T) {
 }
 
 func TestMigrateIdempotent(t *testing.T) {
-	s := newTestSink(t)
+	s := newTestSchema(t)
 	recorded := queryUint(t, s, "SELECT count() FROM "+s.database+".schema_migrations")
 
 	// Migrate from four goroutines at once on a migrated database, then again.
@@ -87,7 +88,7 @@ func TestMigrateIdempotent(t *testing.T) {
 func TestMigrateForgottenRecordIsHarmless(t *testing.T) {
 	// A replica killed between a migration's DDL and its record re-runs the
 	// DDL on the next start; IF NOT EXISTS makes that a no-op.
-	s := newTestSink(t)
+	s := newTestSchema(t)
 	if err := s.conn.Exec(t.Context(), "DROP TABLE "+s.database+".schema_migrations"); err != nil {
 		t.Fatal(err)
 	}
@@ -100,14 +101,9 @@ func TestMigrateForgottenRecordIsHarmless(t *testing.T) {
 }
 
 func TestMigrateAddsWindow(t *testing.T) {
-	s := newTestSink(t)
-	cfg := s.cfg
-	cfg.Windows = append([]aggregate.Window{{Size: 5 * time.Minute, Name: "5m"}}, cfg.Windows...)
-	s5, err := Open(t.Context(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
-	if err != nil {
-		t.Fatalf("Open with an added window: %v", err)
-	}
-	t.Cleanup(func() { _ = s5.Close() })
+	cfg := testConfig(t)
+	s := openSchema(t, cfg, w1m, w1h)
+	openSchema(t, cfg, aggregate.Window{Size: 5 * time.Minute, Name: "5m"}, w1m, w1h)
 	if got, want := countTables(t, s), uint64(fixedObjects+objectsPerWindow*3); got != want {
 		t.Errorf("tables and views = %d, want %d", got, want)
 	}
@@ -120,7 +116,7 @@ func TestMigrateUpgradesUsageSettings(t *testing.T) {
 	// A database migrated before 0012, holding a layout row, upgraded by four
 	// replicas at once: 18.16 has no ADD COLUMN IF NOT EXISTS, so all but one
 	// see "column already exists", which must count as success.
-	s := newTestSink(t)
+	s := newTestSchema(t)
 	ctx := t.Context()
 	for _, stmt := range []string{
 		"ALTER TABLE " + s.database + ".usage_settings DROP COLUMN segment_inputs",

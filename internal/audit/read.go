@@ -1,4 +1,4 @@
-package sink
+package audit
 
 import (
 	"context"
@@ -17,15 +17,20 @@ type GroupTotals struct {
 
 // TotalsByWorkspaceModel reads usage_<window> for topic summed per workspace
 // and model, as an analyst's plain sum() would; used by the demo and the
-// end-to-end tests to compare against a generator's ground truth.
-func (s *Sink) TotalsByWorkspaceModel(ctx context.Context, window, topic string) ([]GroupTotals, error) {
-	ctx, cancel := s.statementContext(ctx)
+// end-to-end tests to compare against a generator's ground truth. A window
+// the reader was not configured with fails with ErrUnknownWindow before
+// anything is sent.
+func (r *Reader) TotalsByWorkspaceModel(ctx context.Context, window, topic string) ([]GroupTotals, error) {
+	if !r.windows[window] {
+		return nil, fmt.Errorf("read usage_<window> totals: window %q: %w", window, ErrUnknownWindow)
+	}
+	ctx, cancel := r.conn.StatementContext(ctx)
 	defer cancel()
 	q := `SELECT workspace_id, model, sum(requests), sum(errors), sum(input_tokens), sum(input_text_tokens),
 		sum(input_image_tokens), sum(input_cached_tokens), sum(output_tokens), sum(total_tokens),
 		sum(latency_ms_sum), max(latency_ms_max), sum(inconsistent_events), sum(late_events)
-	FROM ` + s.database + `.usage_` + window + ` WHERE topic = ? GROUP BY workspace_id, model ORDER BY workspace_id, model`
-	rows, err := s.conn.Query(ctx, q, topic)
+	FROM ` + r.database + `.usage_` + window + ` WHERE topic = ? GROUP BY workspace_id, model ORDER BY workspace_id, model`
+	rows, err := r.conn.Query(ctx, q, topic)
 	if err != nil {
 		return nil, fmt.Errorf("read usage_%s totals: %w", window, err)
 	}
@@ -65,12 +70,12 @@ func (p PartitionProgress) Balanced() bool {
 }
 
 // Progress reads how far each partition of topic has been written.
-func (s *Sink) Progress(ctx context.Context, topic string) ([]PartitionProgress, error) {
-	ctx, cancel := s.statementContext(ctx)
+func (r *Reader) Progress(ctx context.Context, topic string) ([]PartitionProgress, error) {
+	ctx, cancel := r.conn.StatementContext(ctx)
 	defer cancel()
 	q := "SELECT `partition`, min(first_offset), max(last_offset) + 1, sum(accepted), sum(rejected), sum(duplicates) FROM " +
-		s.database + ".usage_chunk_progress WHERE topic = ? GROUP BY `partition` ORDER BY `partition`"
-	rows, err := s.conn.Query(ctx, q, topic)
+		r.database + ".usage_chunk_progress WHERE topic = ? GROUP BY `partition` ORDER BY `partition`"
+	rows, err := r.conn.Query(ctx, q, topic)
 	if err != nil {
 		return nil, fmt.Errorf("read usage_chunk_progress: %w", err)
 	}
@@ -90,11 +95,11 @@ func (s *Sink) Progress(ctx context.Context, topic string) ([]PartitionProgress,
 }
 
 // RejectedCount counts the rows of usage_rejected for topic: one per rejected message.
-func (s *Sink) RejectedCount(ctx context.Context, topic string) (uint64, error) {
-	ctx, cancel := s.statementContext(ctx)
+func (r *Reader) RejectedCount(ctx context.Context, topic string) (uint64, error) {
+	ctx, cancel := r.conn.StatementContext(ctx)
 	defer cancel()
 	var n uint64
-	if err := s.conn.QueryRow(ctx, "SELECT count() FROM "+s.database+".usage_rejected WHERE topic = ?", topic).Scan(&n); err != nil {
+	if err := r.conn.QueryRow(ctx, "SELECT count() FROM "+r.database+".usage_rejected WHERE topic = ?", topic).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count usage_rejected: %w", err)
 	}
 	return n, nil

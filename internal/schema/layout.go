@@ -1,4 +1,4 @@
-package sink
+package schema
 
 import (
 	"cmp"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 )
@@ -162,9 +164,9 @@ func (e *LayoutError) Is(target error) bool { return target == ErrLayoutChanged 
 // (ties broken by the values, smallest first), and every replica reads the
 // winner back after writing, so all agree and any replica configured
 // differently fails.
-func (s *Sink) EnsureLayout(ctx context.Context, topic string, l Layout) error {
+func (s *Schema) EnsureLayout(ctx context.Context, topic string, l Layout) error {
 	if l.inputs == "" {
-		return fmt.Errorf("layout of topic %q: build it with sink.NewLayout", topic)
+		return fmt.Errorf("layout of topic %q: build it with schema.NewLayout", topic)
 	}
 	if l.ChunkSize <= 0 || l.MaxGroups <= 0 {
 		return fmt.Errorf("CHUNK_SIZE and MAX_GROUPS_PER_PARTITION must be > 0, got %d and %d", l.ChunkSize, l.MaxGroups)
@@ -176,8 +178,8 @@ func (s *Sink) EnsureLayout(ctx context.Context, topic string, l Layout) error {
 	if !ok {
 		query := "INSERT INTO " + s.database + ".usage_settings" +
 			" (topic, chunk_size, max_groups, segment_inputs, layout_version, created_at)"
-		err := s.insert(ctx, query, func(b batch) error {
-			return b.Append(topic, l.ChunkSize, l.MaxGroups, l.SegmentInputs, uint8(layoutVersion), now())
+		err := s.insert(ctx, query, func(b driver.Batch) error {
+			return b.Append(topic, l.ChunkSize, l.MaxGroups, l.SegmentInputs, uint8(layoutVersion), s.cfg.Now())
 		})
 		if err != nil {
 			return fmt.Errorf("record layout of topic %q: %w", topic, err)
@@ -198,8 +200,8 @@ func (s *Sink) EnsureLayout(ctx context.Context, topic string, l Layout) error {
 	return nil
 }
 
-func (s *Sink) recordedLayout(ctx context.Context, topic string) (l Layout, version uint8, ok bool, err error) {
-	ctx, cancel := s.statementContext(ctx)
+func (s *Schema) recordedLayout(ctx context.Context, topic string) (l Layout, version uint8, ok bool, err error) {
+	ctx, cancel := s.conn.StatementContext(ctx)
 	defer cancel()
 	rows, err := s.conn.Query(ctx, "SELECT chunk_size, max_groups, segment_inputs, layout_version FROM "+
 		s.database+".usage_settings WHERE topic = ?"+

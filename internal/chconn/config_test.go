@@ -1,0 +1,88 @@
+package chconn
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/usage-rollup/usage-rollup/internal/security"
+)
+
+// testPassword is distinctive so that a leak is unmistakable in any output.
+const testPassword = "hunter2-Zq8vX3-not-for-output"
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("DefaultConfig().Validate() = %v", err)
+	}
+	tests := []struct {
+		name   string
+		modify func(*Config)
+		want   string // "" for valid, else what the message must say
+	}{
+		{"no addr", func(c *Config) { c.Addr = nil }, "CLICKHOUSE_ADDR must list"},
+		{"empty addr", func(c *Config) { c.Addr = []string{"a:9000", ""} }, "CLICKHOUSE_ADDR entry 1 is empty"},
+		{"database with dash", func(c *Config) { c.Database = "usage-rollup" }, "CLICKHOUSE_DATABASE must be a plain identifier"},
+		{"database with backquote", func(c *Config) { c.Database = "a`b" }, "CLICKHOUSE_DATABASE must be a plain identifier"},
+		{"empty database", func(c *Config) { c.Database = "" }, "CLICKHOUSE_DATABASE must be a plain identifier"},
+		{"no user", func(c *Config) { c.Username = "" }, "CLICKHOUSE_USERNAME"},
+		{"dial timeout", func(c *Config) { c.DialTimeout = 0 }, "CLICKHOUSE_DIAL_TIMEOUT"},
+		{"statement timeout", func(c *Config) { c.StatementTimeout = -1 }, "CLICKHOUSE_INSERT_TIMEOUT"},
+		{"TLS with system roots", func(c *Config) { c.TLS.Enabled = true }, ""},
+		{"TLS with CA and client cert", func(c *Config) {
+			c.TLS = security.TLS{Enabled: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "c.key"}
+		}, ""},
+		{"CA without TLS", func(c *Config) { c.TLS.CAFile = "ca.pem" }, "CLICKHOUSE_TLS_ENABLED=true"},
+		{"cert without key", func(c *Config) { c.TLS = security.TLS{Enabled: true, CertFile: "c.pem"} },
+			"CLICKHOUSE_TLS_CERT_FILE and CLICKHOUSE_TLS_KEY_FILE must be set together"},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		cfg.Password = testPassword
+		tt.modify(&cfg)
+		err := cfg.Validate()
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), testPassword) {
+			t.Errorf("%s: Validate() error reveals the password: %v", tt.name, err)
+		}
+	}
+}
+
+// TestConfigNeverPrintsPassword formats, encodes and logs a Config every way
+// a caller plausibly would: the password is a security.Secret, so the Config
+// needs no formatting code of its own.
+func TestConfigNeverPrintsPassword(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Username, cfg.Password = "secure_user", testPassword
+	cfg.TLS = security.TLS{Enabled: true, CAFile: "/etc/ca.pem"}
+	type wrapper struct{ ClickHouse Config }
+	for name, v := range map[string]any{"Config": cfg, "*Config": &cfg, "wrapper": wrapper{cfg}, "*wrapper": &wrapper{cfg}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+			out := fmt.Sprintf(verb, v)
+			if strings.Contains(out, testPassword) || strings.Contains(out, fmt.Sprintf("%x", testPassword)) {
+				t.Errorf("Sprintf(%s, %s) reveals the password: %s", verb, name, out)
+			}
+		}
+	}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := zerolog.New(&logs)
+	log.Info().Interface("clickhouse", cfg).Msg("settings")
+	for name, out := range map[string]string{"json": string(js), "zerolog": logs.String(), "%+v": fmt.Sprintf("%+v", cfg)} {
+		if strings.Contains(out, testPassword) {
+			t.Errorf("%s output reveals the password: %s", name, out)
+		}
+		if !strings.Contains(out, "[redacted]") || !strings.Contains(out, "secure_user") || !strings.Contains(out, "/etc/ca.pem") {
+			t.Errorf("%s output lacks the redacted password or the other settings: %s", name, out)
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package chconn
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/security"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testpki"
+)
+
+// TestRefusedConnectionIsTransient needs no server: nothing listens on port
+// 1, and a server that is not up yet is what the consumer retries at start.
+func TestRefusedConnectionIsTransient(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.DialTimeout = []string{"127.0.0.1:1"}, time.Second
+	for name, open := range map[string]func(context.Context, Config) (*Conn, error){"Open": Open, "OpenServer": OpenServer} {
+		c, err := open(t.Context(), cfg)
+		if err == nil {
+			_ = c.Close()
+			t.Fatalf("%s on a closed port succeeded", name)
+		}
+		if want := "ping ClickHouse [127.0.0.1:1]: "; !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("%s: error = %q, want prefix %q", name, err, want)
+		}
+		if !IsTransient(err) {
+			t.Errorf("%s: IsTransient(%v) = false, want true for a refused connection", name, err)
+		}
+	}
+}
+
+// TestOpenFileErrors checks that Open fails on unusable TLS files before
+// dialing, naming the variable and path but no file contents.
+func TestOpenFileErrors(t *testing.T) {
+	pki := testpki.Write(t)
+	dir := t.TempDir()
+	badKey := filepath.Join(dir, "bad.key")
+	testpki.WriteFile(t, badKey, "-----BEGIN PRIVATE KEY-----\n"+testPassword+"\n-----END PRIVATE KEY-----\n")
+	notPEM := filepath.Join(dir, "ca.txt")
+	testpki.WriteFile(t, notPEM, testPassword+"\n")
+	missing := filepath.Join(dir, "missing.pem")
+	tests := []struct {
+		name          string
+		ca, cert, key string
+		want1, want2  string
+	}{
+		{"missing CA", missing, "", "", "CLICKHOUSE_TLS_CA_FILE", missing},
+		{"CA not PEM", notPEM, "", "", "CLICKHOUSE_TLS_CA_FILE", notPEM},
+		{"missing cert", "", missing, pki.Key, "CLICKHOUSE_TLS_CERT_FILE", missing},
+		{"bad key", pki.CA, pki.Cert, badKey, "CLICKHOUSE_TLS_KEY_FILE", badKey},
+	}
+	for _, tt := range tests {
+		cfg := DefaultConfig()
+		// A port nothing listens on: a dial would fail with another error.
+		cfg.Addr, cfg.Password = []string{"127.0.0.1:1"}, testPassword
+		cfg.TLS = security.TLS{Enabled: true, CAFile: tt.ca, CertFile: tt.cert, KeyFile: tt.key}
+		_, err := Open(context.Background(), cfg)
+		if err == nil {
+			t.Errorf("%s: Open succeeded, want error", tt.name)
+			continue
+		}
+		for _, w := range []string{tt.want1, tt.want2} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not contain %q", tt.name, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "ping") || strings.Contains(err.Error(), testPassword) {
+			t.Errorf("%s: error %q dialed, or reveals file contents or the password", tt.name, err)
+		}
+		if IsTransient(err) {
+			t.Errorf("%s: IsTransient(%v) = true; a bad file does not fix itself", tt.name, err)
+		}
+	}
+}
+
+func TestOpen(t *testing.T) {
+	addr, db := servicetest.TempDatabase(t)
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.Database = []string{addr}, db
+
+	// The database does not exist yet: the handshake refuses it, and
+	// OpenServer is how it gets created.
+	if c, err := Open(t.Context(), cfg); err == nil {
+		_ = c.Close()
+		t.Fatalf("Open on missing database %s succeeded", db)
+	}
+	server, err := OpenServer(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("OpenServer: %v", err)
+	}
+	defer server.Close()
+	if server.Database() != "" || server.Version() == "" {
+		t.Errorf("OpenServer: Database() = %q, Version() = %q; want none and the server's", server.Database(), server.Version())
+	}
+	if err := server.Exec(t.Context(), "CREATE DATABASE `"+db+"`"); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if c.Database() != db || c.Version() != server.Version() {
+		t.Errorf("Database() = %q, Version() = %q; want %q, %q", c.Database(), c.Version(), db, server.Version())
+	}
+	if err := c.Ping(t.Context()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+	// Unqualified names resolve in the connection's database.
+	var current string
+	if err := c.QueryRow(t.Context(), "SELECT currentDatabase()").Scan(&current); err != nil || current != db {
+		t.Errorf("currentDatabase() = %q, %v; want %q", current, err, db)
+	}
+	ctx, cancel := c.StatementContext(t.Context())
+	defer cancel()
+	if deadline, ok := ctx.Deadline(); !ok || time.Until(deadline) > cfg.StatementTimeout {
+		t.Errorf("StatementContext deadline %v (set %t), want within %s", deadline, ok, cfg.StatementTimeout)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := c.Ping(t.Context()); err == nil {
+		t.Error("Ping after Close succeeded, want an error")
+	}
+}

@@ -1,0 +1,58 @@
+package schema
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+)
+
+// chdbScript runs the rendered migrations on the ClickHouse embedded in chDB.
+const chdbScript = "../../scripts/chdb_check.py"
+
+// TestMigrationsOnModernClickHouse checks that the migrations rendered for a
+// current server (LowCardinality dimensions) run there and that the FINAL
+// views sum exactly. The other tests here cover the 18.16 rendering against a
+// real server; this covers the other branch without running a second server.
+func TestMigrationsOnModernClickHouse(t *testing.T) {
+	version := servicetest.NeedChDB(t)
+	const database = "usage_chdb"
+	windows := []aggregate.Window{w1m, w1h}
+	migrations, err := RenderMigrations(version, database, windows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dimension, err := DimensionType(version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dimension != dimensionLowCardinality {
+		t.Fatalf("chDB embeds ClickHouse %s, which renders %s; the check is meant for the LowCardinality branch", version, dimension)
+	}
+	manifest := struct {
+		Database   string      `json:"database"`
+		Dimension  string      `json:"dimension"`
+		Windows    []string    `json:"windows"`
+		Migrations []Migration `json:"migrations"`
+	}{Database: database, Dimension: dimension, Migrations: migrations}
+	for _, w := range windows {
+		manifest.Windows = append(manifest.Windows, w.Name)
+	}
+	dir := t.TempDir()
+	data, err := json.Marshal(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "migrations.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.CommandContext(t.Context(), "python3", chdbScript, "run", dir).CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("%s run: %v", chdbScript, err)
+	}
+}
