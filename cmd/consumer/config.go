@@ -164,12 +164,12 @@ func loadConfig() (config, error) {
 // fetchBufferBytes resolves KAFKA_FETCH_BUFFER_BYTES: a value > 0 is used as
 // it is; 0 means a quarter of the Go memory limit (GOMEMLIMIT, which the
 // chart sets from the pod's memory limit), at most 256 MiB and at least one
-// fetch. A quarter leaves the rest for the aggregation state, the batches in
+// fetch (which reserves twice KAFKA_FETCH_MAX_BYTES). A quarter leaves the rest for the aggregation state, the batches in
 // flight and the garbage collector's headroom.
 func fetchBufferBytes(configured int64, fetchMax int, memLimit int64) int64 {
 	if configured > 0 {
 		return configured
 	}
 	const ceiling = 256 << 20
-	return max(min(memLimit/4, ceiling), int64(fetchMax))
+	return max(min(memLimit/4, ceiling), 2*int64(fetchMax))
 }

@@ -99,7 +99,7 @@ func TestFetchBufferBytesFollowsTheMemoryLimit(t *testing.T) {
 	}{
 		{0, 900 * mib, 225 * mib},       // a quarter of the chart's GOMEMLIMIT for a 1 GiB pod
 		{0, 1 << 62, 256 * mib},         // no GOMEMLIMIT: capped
-		{0, 32 * mib, 16 * mib},         // at least one fetch
+		{0, 32 * mib, 32 * mib},         // at least one fetch: twice its 16 MiB
 		{64 * mib, 900 * mib, 64 * mib}, // set explicitly
 	} {
 		if got := fetchBufferBytes(c.configured, 16*mib, c.memLimit); got != c.want {

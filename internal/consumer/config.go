@@ -26,10 +26,10 @@ type Config struct {
 	// the broker's message.max.bytes so an oversized poison message can still
 	// be fetched and rejected instead of stalling the partition.
 	FetchMaxBytes int
-	// FetchBufferBytes bounds the fetched record bytes the whole process
-	// holds at once, over all its partitions: a fetch reserves
-	// FetchMaxBytes from it before it is sent and gives back what it did not
-	// use. With large messages, many partitions and a slow ClickHouse, this
+	// FetchBufferBytes bounds the fetched bytes the whole process holds at
+	// once, over all its partitions: a fetch reserves twice FetchMaxBytes
+	// from it before it is sent (the response as read, and the records
+	// copied out of it) and, once decoded, gives back all but its records. With large messages, many partitions and a slow ClickHouse, this
 	// (not the partition count) is what fetched data costs in memory.
 	FetchBufferBytes int64
 	// SessionTimeout, RebalanceTimeout and HeartbeatInterval are passed to the
@@ -97,8 +97,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("KAFKA_REBALANCE_TIMEOUT (%s) must exceed SHUTDOWN_TIMEOUT (%s)", c.RebalanceTimeout, c.ShutdownTimeout)
 	case c.FetchMaxBytes < 1024:
 		return fmt.Errorf("KAFKA_FETCH_MAX_BYTES must be >= 1024, got %d", c.FetchMaxBytes)
-	case c.FetchBufferBytes < int64(c.FetchMaxBytes):
-		return fmt.Errorf("KAFKA_FETCH_BUFFER_BYTES (%d) must be >= KAFKA_FETCH_MAX_BYTES (%d)", c.FetchBufferBytes, c.FetchMaxBytes)
+	case c.FetchBufferBytes < 2*int64(c.FetchMaxBytes):
+		return fmt.Errorf("KAFKA_FETCH_BUFFER_BYTES (%d) must be at least twice KAFKA_FETCH_MAX_BYTES (%d): a fetch reserves room for its response and the records copied out of it", c.FetchBufferBytes, c.FetchMaxBytes)
 	case c.SessionTimeout < 6*time.Second:
 		return fmt.Errorf("KAFKA_SESSION_TIMEOUT must be >= 6s (broker minimum), got %s", c.SessionTimeout)
 	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:

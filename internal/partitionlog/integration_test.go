@@ -128,7 +128,7 @@ func (b *testBroker) reader(t *testing.T, topic string, partition int, budget *B
 	cfg.MaxBytes = 1 << 20
 	cfg.MaxWait = 200 * time.Millisecond
 	if budget == nil {
-		budget = NewBudget(int64(cfg.MaxBytes))
+		budget = NewBudget(reserveFactor * int64(cfg.MaxBytes))
 	}
 	r, err := NewReader(b.client, cfg, budget, zerolog.New(zerolog.NewTestWriter(t)))
 	if err != nil {
@@ -358,7 +358,7 @@ func TestBrokerBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	budget := NewBudget(1 << 20)
+	budget := NewBudget(reserveFactor << 20)
 	r0, r1 := b.reader(t, topic, 0, budget), b.reader(t, topic, 1, budget)
 
 	f0, err := r0.Fetch(t.Context(), 0)

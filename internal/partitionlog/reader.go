@@ -38,11 +38,20 @@ const (
 // default). A topic still unknown after that is gone, or misspelt.
 const unknownTopicGrace = 30 * time.Second
 
-// maxRetainedArenaFactor bounds the arena a Reader keeps between fetches, in
-// multiples of MaxBytes: a rare fetch of highly compressed data may decode to
-// much more than MaxBytes, and keeping that for every later fetch would pin
-// memory the budget does not see.
-const maxRetainedArenaFactor = 2
+// maxRetainedArena bounds the arena a Reader keeps between fetches. A kept
+// arena is memory the budget no longer sees once the fetch is released: with
+// many partitions each keeping a full fetch's arena, the process would hold
+// partitions x MaxBytes beyond its budget (the large-message fault case F15
+// measured twice GOMEMLIMIT). Small arenas, the common case of small events
+// arriving steadily, are kept so that steady fetching allocates nothing;
+// larger ones are dropped and allocated again by the next large fetch.
+const maxRetainedArena = 1 << 20
+
+// reserveFactor is what a fetch reserves from the budget, in multiples of
+// MaxBytes: the response as read from the connection (kafka-go's pages) and
+// the records' keys and values copied out of it live at the same time while
+// the response is decoded.
+const reserveFactor = 2
 
 // Reader reads one partition's committed records. Fetch must not be called
 // from two goroutines at once; a Fetch may be released from any goroutine.
@@ -62,7 +71,7 @@ type Reader struct {
 // NewReader returns a Reader of cfg's partition that sends its requests
 // through client's transport (kafka.DefaultTransport when it has none) to the
 // cluster at client.Addr. Its fetches reserve memory from budget, which must
-// hold at least cfg.MaxBytes.
+// hold at least twice cfg.MaxBytes (see reserveFactor).
 func NewReader(client *kafka.Client, cfg Config, budget *Budget, log zerolog.Logger) (*Reader, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -72,8 +81,8 @@ func NewReader(client *kafka.Client, cfg Config, budget *Budget, log zerolog.Log
 		return nil, errors.New("partitionlog: the kafka client has no address")
 	case budget == nil:
 		return nil, errors.New("partitionlog: no budget")
-	case budget.Size() < int64(cfg.MaxBytes):
-		return nil, fmt.Errorf("partitionlog: budget of %d bytes is below MaxBytes %d: no fetch could ever start",
+	case budget.Size() < reserveFactor*int64(cfg.MaxBytes):
+		return nil, fmt.Errorf("partitionlog: budget of %d bytes is below twice MaxBytes %d: no fetch could ever start",
 			budget.Size(), cfg.MaxBytes)
 	}
 	transport := client.Transport
@@ -126,7 +135,7 @@ func (r *Reader) Fetch(ctx context.Context, offset int64) (*Fetch, error) {
 
 // fetchOnce sends one fetch request and decodes its response.
 func (r *Reader) fetchOnce(ctx context.Context, offset int64) (*Fetch, error) {
-	reserved := int64(r.cfg.MaxBytes)
+	reserved := reserveFactor * int64(r.cfg.MaxBytes)
 	if err := r.budget.acquire(ctx, reserved); err != nil {
 		return nil, fmt.Errorf("wait for fetch budget: %w", err)
 	}
@@ -166,7 +175,9 @@ func (r *Reader) fetchOnce(ctx context.Context, offset int64) (*Fetch, error) {
 		r.putBuffers(buf)
 		return nil, fmt.Errorf("decode fetch response: %w", err)
 	}
-	f.held = min(int64(len(buf.arena)), reserved)
+	// The fetch keeps what its arena occupies, capacity included, until it
+	// is released; the response's pages go back to kafka-go's pool now.
+	f.held = min(int64(cap(buf.arena)), reserved)
 	reserved -= f.held
 	return f, nil
 }
@@ -222,7 +233,7 @@ func (r *Reader) takeBuffers() *buffers {
 // putBuffers keeps b for the next fetch, unless its arena grew too large to
 // keep.
 func (r *Reader) putBuffers(b *buffers) {
-	if cap(b.arena) > maxRetainedArenaFactor*int(r.cfg.MaxBytes) {
+	if cap(b.arena) > maxRetainedArena {
 		// The records' keys and values would keep the arena alive.
 		clear(b.records[:cap(b.records)])
 		b.arena = nil

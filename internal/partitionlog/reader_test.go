@@ -99,7 +99,7 @@ func testConfig() Config {
 func newFakeReader(t testing.TB, ft *fakeTransport, budget *Budget) *Reader {
 	t.Helper()
 	if budget == nil {
-		budget = NewBudget(1 << 20)
+		budget = NewBudget(reserveFactor << 20)
 	}
 	r, err := NewReader(&kafka.Client{Addr: kafka.TCP("fake:9092"), Transport: ft}, testConfig(), budget, zerolog.Nop())
 	if err != nil {
@@ -228,7 +228,7 @@ func TestFetchRetriesOutOfRangeThatListingRefutes(t *testing.T) {
 // fetch waits until the first fetch, which holds data, is released.
 func TestBudgetBlocksSecondFetch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		budget := NewBudget(int64(testConfig().MaxBytes))
+		budget := NewBudget(reserveFactor * int64(testConfig().MaxBytes))
 		steps := func() *fakeTransport {
 			return &fakeTransport{steps: []func(protocol.Message) (protocol.Message, error){answer(t, threeRecords)}}
 		}
@@ -266,7 +266,7 @@ func TestBudgetBlocksSecondFetch(t *testing.T) {
 func TestFetchReusesReleasedMemory(t *testing.T) {
 	ft := &fakeTransport{steps: []func(protocol.Message) (protocol.Message, error){answer(t, threeRecords)}}
 	// Room for two fetches: the test holds two at once.
-	budget := NewBudget(2 << 20)
+	budget := NewBudget(2 * reserveFactor << 20)
 	r := newFakeReader(t, ft, budget)
 	f1, err := r.Fetch(t.Context(), 0)
 	if err != nil {
@@ -308,9 +308,9 @@ func TestNewReaderValidates(t *testing.T) {
 		cfg    Config
 		budget *Budget
 	}{
-		{"no address", &kafka.Client{}, small, NewBudget(1 << 20)},
+		{"no address", &kafka.Client{}, small, NewBudget(reserveFactor << 20)},
 		{"no budget", client, small, nil},
-		{"budget below MaxBytes", client, small, NewBudget(1 << 10)},
+		{"budget below twice MaxBytes", client, small, NewBudget(1 << 20)},
 		{"no topic", client, Config{MaxBytes: 1, MaxWait: time.Second, RequestTimeout: time.Second, RetryBackoffMax: time.Second}, NewBudget(1)},
 	}
 	for _, tc := range tests {
