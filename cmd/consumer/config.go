@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"runtime/debug"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -12,60 +14,146 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/security"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
 // env is the service's whole environment. Every variable is documented in
-// README.md (a test checks that the table and this struct agree). The
-// defaults mirror the packages' DefaultConfig values. Passwords are
-// security.Secret from the moment they are read.
+// README.md (a test checks that the table and this struct agree).
+//
+// A `field` tag names the package Config field a variable sets
+// ("consumer.FlushInterval"): its default is that package's DefaultConfig
+// value (defaultEnv), and an invalid value the package reports by field name
+// is reported by variable name (nameFields). Only variables that belong to
+// no package carry their default here. Passwords are security.Secret from the
+// moment they are read.
 type env struct {
-	KafkaBrokers           []string        `envconfig:"KAFKA_BROKERS" required:"true"`
-	KafkaTopic             string          `envconfig:"KAFKA_TOPIC" default:"usage-events"`
-	KafkaGroupID           string          `envconfig:"KAFKA_GROUP_ID" default:"usage-rollup"`
-	KafkaSessionTimeout    time.Duration   `envconfig:"KAFKA_SESSION_TIMEOUT" default:"30s"`
-	KafkaRebalanceTimeout  time.Duration   `envconfig:"KAFKA_REBALANCE_TIMEOUT" default:"60s"`
-	KafkaHeartbeatInterval time.Duration   `envconfig:"KAFKA_HEARTBEAT_INTERVAL" default:"3s"`
-	KafkaFetchMaxBytes     int             `envconfig:"KAFKA_FETCH_MAX_BYTES" default:"16777216"`
-	KafkaFetchBufferBytes  int64           `envconfig:"KAFKA_FETCH_BUFFER_BYTES" default:"0"`
-	KafkaTLSEnabled        bool            `envconfig:"KAFKA_TLS_ENABLED" default:"false"`
-	KafkaTLSCAFile         string          `envconfig:"KAFKA_TLS_CA_FILE"`
-	KafkaTLSCertFile       string          `envconfig:"KAFKA_TLS_CERT_FILE"`
-	KafkaTLSKeyFile        string          `envconfig:"KAFKA_TLS_KEY_FILE"`
-	KafkaSASLMechanism     string          `envconfig:"KAFKA_SASL_MECHANISM"`
-	KafkaSASLUsername      string          `envconfig:"KAFKA_SASL_USERNAME"`
-	KafkaSASLPassword      security.Secret `envconfig:"KAFKA_SASL_PASSWORD"`
+	KafkaBrokers           []string        `envconfig:"KAFKA_BROKERS" required:"true" field:"consumer.Brokers"`
+	KafkaTopic             string          `envconfig:"KAFKA_TOPIC" field:"consumer.Topic"`
+	KafkaGroupID           string          `envconfig:"KAFKA_GROUP_ID" field:"consumer.GroupID"`
+	KafkaSessionTimeout    time.Duration   `envconfig:"KAFKA_SESSION_TIMEOUT" field:"consumer.SessionTimeout"`
+	KafkaRebalanceTimeout  time.Duration   `envconfig:"KAFKA_REBALANCE_TIMEOUT" field:"consumer.RebalanceTimeout"`
+	KafkaHeartbeatInterval time.Duration   `envconfig:"KAFKA_HEARTBEAT_INTERVAL" field:"consumer.HeartbeatInterval"`
+	KafkaFetchMaxBytes     int             `envconfig:"KAFKA_FETCH_MAX_BYTES" field:"consumer.FetchMaxBytes"`
+	KafkaFetchBufferBytes  int64           `envconfig:"KAFKA_FETCH_BUFFER_BYTES" field:"consumer.FetchBufferBytes"`
+	KafkaTLSEnabled        bool            `envconfig:"KAFKA_TLS_ENABLED" field:"consumer.Security.TLS.Enabled"`
+	KafkaTLSCAFile         string          `envconfig:"KAFKA_TLS_CA_FILE" field:"consumer.Security.TLS.CAFile"`
+	KafkaTLSCertFile       string          `envconfig:"KAFKA_TLS_CERT_FILE" field:"consumer.Security.TLS.CertFile"`
+	KafkaTLSKeyFile        string          `envconfig:"KAFKA_TLS_KEY_FILE" field:"consumer.Security.TLS.KeyFile"`
+	KafkaSASLMechanism     string          `envconfig:"KAFKA_SASL_MECHANISM" field:"consumer.Security.SASLMechanism"`
+	KafkaSASLUsername      string          `envconfig:"KAFKA_SASL_USERNAME" field:"consumer.Security.SASLUsername"`
+	KafkaSASLPassword      security.Secret `envconfig:"KAFKA_SASL_PASSWORD" field:"consumer.Security.SASLPassword"`
 
-	ClickHouseAddr          []string        `envconfig:"CLICKHOUSE_ADDR" default:"127.0.0.1:9000"`
-	ClickHouseDatabase      string          `envconfig:"CLICKHOUSE_DATABASE" default:"usage_rollup"`
-	ClickHouseUsername      string          `envconfig:"CLICKHOUSE_USERNAME" default:"default"`
-	ClickHousePassword      security.Secret `envconfig:"CLICKHOUSE_PASSWORD"`
-	ClickHouseDialTimeout   time.Duration   `envconfig:"CLICKHOUSE_DIAL_TIMEOUT" default:"5s"`
-	ClickHouseInsertTimeout time.Duration   `envconfig:"CLICKHOUSE_INSERT_TIMEOUT" default:"30s"`
+	ClickHouseAddr          []string        `envconfig:"CLICKHOUSE_ADDR" field:"chconn.Addr"`
+	ClickHouseDatabase      string          `envconfig:"CLICKHOUSE_DATABASE" field:"chconn.Database"`
+	ClickHouseUsername      string          `envconfig:"CLICKHOUSE_USERNAME" field:"chconn.Username"`
+	ClickHousePassword      security.Secret `envconfig:"CLICKHOUSE_PASSWORD" field:"chconn.Password"`
+	ClickHouseDialTimeout   time.Duration   `envconfig:"CLICKHOUSE_DIAL_TIMEOUT" field:"chconn.DialTimeout"`
+	ClickHouseInsertTimeout time.Duration   `envconfig:"CLICKHOUSE_INSERT_TIMEOUT" field:"chconn.StatementTimeout"`
 	ClickHouseMigrate       bool            `envconfig:"CLICKHOUSE_MIGRATE" default:"true"`
-	ClickHouseTLSEnabled    bool            `envconfig:"CLICKHOUSE_TLS_ENABLED" default:"false"`
-	ClickHouseTLSCAFile     string          `envconfig:"CLICKHOUSE_TLS_CA_FILE"`
-	ClickHouseTLSCertFile   string          `envconfig:"CLICKHOUSE_TLS_CERT_FILE"`
-	ClickHouseTLSKeyFile    string          `envconfig:"CLICKHOUSE_TLS_KEY_FILE"`
+	ClickHouseTLSEnabled    bool            `envconfig:"CLICKHOUSE_TLS_ENABLED" field:"chconn.TLS.Enabled"`
+	ClickHouseTLSCAFile     string          `envconfig:"CLICKHOUSE_TLS_CA_FILE" field:"chconn.TLS.CAFile"`
+	ClickHouseTLSCertFile   string          `envconfig:"CLICKHOUSE_TLS_CERT_FILE" field:"chconn.TLS.CertFile"`
+	ClickHouseTLSKeyFile    string          `envconfig:"CLICKHOUSE_TLS_KEY_FILE" field:"chconn.TLS.KeyFile"`
 
-	RollupWindows        string        `envconfig:"ROLLUP_WINDOWS" default:"1m,1h"`
-	ChunkSize            int64         `envconfig:"CHUNK_SIZE" default:"50000"`
-	MaxBatchRows         int           `envconfig:"MAX_BATCH_ROWS" default:"20000"`
-	FlushInterval        time.Duration `envconfig:"FLUSH_INTERVAL" default:"5s"`
-	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s"`
-	WriteRetryMaxBackoff time.Duration `envconfig:"WRITE_RETRY_MAX_BACKOFF" default:"30s"`
-	MaxMessageBytes      int           `envconfig:"MAX_MESSAGE_BYTES" default:"1048576"`
-	MaxFutureSkew        time.Duration `envconfig:"MAX_FUTURE_SKEW" default:"24h"`
-	MaxGroups            int           `envconfig:"MAX_GROUPS_PER_PARTITION" default:"200000"`
-	AllowedLateness      time.Duration `envconfig:"ALLOWED_LATENESS" default:"10m"`
-	IdleTimeout          time.Duration `envconfig:"IDLE_PARTITION_TIMEOUT" default:"1m"`
-	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" default:"10m"`
-	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC"`
+	RollupWindows        string        `envconfig:"ROLLUP_WINDOWS" field:"aggregate.Windows"`
+	ChunkSize            int64         `envconfig:"CHUNK_SIZE" field:"aggregate.ChunkSize"`
+	MaxBatchRows         int           `envconfig:"MAX_BATCH_ROWS" field:"aggregate.MaxBatchRows"`
+	FlushInterval        time.Duration `envconfig:"FLUSH_INTERVAL" field:"consumer.FlushInterval"`
+	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" field:"consumer.ShutdownTimeout"`
+	WriteRetryMaxBackoff time.Duration `envconfig:"WRITE_RETRY_MAX_BACKOFF" field:"consumer.RetryBackoffMax"`
+	MaxMessageBytes      int           `envconfig:"MAX_MESSAGE_BYTES" field:"events.MaxMessageBytes"`
+	MaxFutureSkew        time.Duration `envconfig:"MAX_FUTURE_SKEW" field:"events.MaxFutureSkew"`
+	MaxGroups            int           `envconfig:"MAX_GROUPS_PER_PARTITION" field:"aggregate.MaxGroups"`
+	AllowedLateness      time.Duration `envconfig:"ALLOWED_LATENESS" field:"aggregate.AllowedLateness"`
+	IdleTimeout          time.Duration `envconfig:"IDLE_PARTITION_TIMEOUT" field:"consumer.IdleTimeout"`
+	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" field:"consumer.StallTimeout"`
+	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC" field:"consumer.DeadLetterTopic"`
 
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9464"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
+}
+
+// packageDefaults are the DefaultConfig of every package whose fields env
+// sets, by the name `field` tags use.
+func packageDefaults() map[string]any {
+	return map[string]any{
+		"consumer":  consumer.DefaultConfig(),
+		"aggregate": aggregate.DefaultConfig(),
+		"events":    events.DefaultConfig(),
+		"chconn":    chconn.DefaultConfig(),
+	}
+}
+
+// defaultEnv returns env holding every package default. envconfig then only
+// overwrites the variables that are set.
+func defaultEnv() env {
+	var e env
+	ev := reflect.ValueOf(&e).Elem()
+	defs := packageDefaults()
+	for i := range ev.NumField() {
+		f := ev.Type().Field(i)
+		path, ok := f.Tag.Lookup("field")
+		if !ok {
+			continue
+		}
+		pkg, rest, _ := strings.Cut(path, ".")
+		v := reflect.ValueOf(defs[pkg]).FieldByIndex(fieldIndex(reflect.TypeOf(defs[pkg]), rest))
+		if ws, ok := v.Interface().([]aggregate.Window); ok { // ROLLUP_WINDOWS is their names
+			names := make([]string, len(ws))
+			for j, w := range ws {
+				names[j] = w.Name
+			}
+			ev.Field(i).SetString(strings.Join(names, ","))
+			continue
+		}
+		ev.Field(i).Set(v.Convert(f.Type))
+	}
+	return e
+}
+
+// fieldIndex resolves a dotted field path ("Security.TLS.CAFile") in t. The
+// paths are this file's own tags, checked by TestDefaultsComeFromThePackages.
+func fieldIndex(t reflect.Type, path string) []int {
+	var index []int
+	for name := range strings.SplitSeq(path, ".") {
+		f, ok := t.FieldByName(name)
+		if !ok {
+			panic(fmt.Sprintf("env: %s has no field %s", t, name))
+		}
+		index = append(index, f.Index...)
+		t = f.Type
+	}
+	return index
+}
+
+// nameFields turns a *fielderr.Error from package pkg into a message naming
+// the environment variables of the fields it mentions. Other errors pass.
+func nameFields(pkg string, err error) error {
+	var fe *fielderr.Error
+	if !errors.As(err, &fe) {
+		return err
+	}
+	// The windows the schema and the writer check are ROLLUP_WINDOWS too.
+	vars := map[string]string{"schema.Windows": "ROLLUP_WINDOWS", "sink.Windows": "ROLLUP_WINDOWS"}
+	t := reflect.TypeOf(env{})
+	for i := range t.NumField() {
+		if path, ok := t.Field(i).Tag.Lookup("field"); ok {
+			vars[path] = t.Field(i).Tag.Get("envconfig")
+		}
+	}
+	msg := fe.Rename(func(field string) string {
+		if v, ok := vars[pkg+"."+field]; ok {
+			return v
+		}
+		return field
+	})
+	if fe.Err != nil {
+		return fmt.Errorf("%s: %w", msg, fe.Err)
+	}
+	return errors.New(msg)
 }
 
 // config is the typed configuration of every package, built from env.
@@ -83,7 +171,7 @@ type config struct {
 
 // loadConfig reads and validates the environment. Errors name the variable.
 func loadConfig() (config, error) {
-	var e env
+	e := defaultEnv()
 	if err := envconfig.Process("", &e); err != nil {
 		return config{}, err
 	}
@@ -103,7 +191,7 @@ func loadConfig() (config, error) {
 			FlushInterval:     e.FlushInterval,
 			ShutdownTimeout:   e.ShutdownTimeout,
 			FetchMaxBytes:     e.KafkaFetchMaxBytes,
-			FetchBufferBytes:  fetchBufferBytes(e.KafkaFetchBufferBytes, e.KafkaFetchMaxBytes, debug.SetMemoryLimit(-1)),
+			FetchBufferBytes:  e.KafkaFetchBufferBytes,
 			SessionTimeout:    e.KafkaSessionTimeout,
 			RebalanceTimeout:  e.KafkaRebalanceTimeout,
 			HeartbeatInterval: e.KafkaHeartbeatInterval,
@@ -152,24 +240,16 @@ func loadConfig() (config, error) {
 		metricsAddr: e.MetricsAddr,
 		logLevel:    level,
 	}
-	for _, err := range []error{c.consumer.Validate(), c.aggregate.Validate(), c.events.Validate(),
-		c.clickhouse.Validate(), c.schema.Validate(), c.sink.Validate()} {
-		if err != nil {
-			return config{}, err
+	for _, v := range []struct {
+		pkg string
+		err error
+	}{
+		{"consumer", c.consumer.Validate()}, {"aggregate", c.aggregate.Validate()}, {"events", c.events.Validate()},
+		{"chconn", c.clickhouse.Validate()}, {"schema", c.schema.Validate()}, {"sink", c.sink.Validate()},
+	} {
+		if v.err != nil {
+			return config{}, nameFields(v.pkg, v.err)
 		}
 	}
 	return c, nil
-}
-
-// fetchBufferBytes resolves KAFKA_FETCH_BUFFER_BYTES: a value > 0 is used as
-// it is; 0 means a quarter of the Go memory limit (GOMEMLIMIT, which the
-// chart sets from the pod's memory limit), at most 256 MiB and at least one
-// fetch (which reserves twice KAFKA_FETCH_MAX_BYTES). A quarter leaves the rest for the aggregation state, the batches in
-// flight and the garbage collector's headroom.
-func fetchBufferBytes(configured int64, fetchMax int, memLimit int64) int64 {
-	if configured > 0 {
-		return configured
-	}
-	const ceiling = 256 << 20
-	return max(min(memLimit/4, ceiling), 2*int64(fetchMax))
 }

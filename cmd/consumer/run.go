@@ -16,6 +16,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/audit"
+	"github.com/usage-rollup/usage-rollup/internal/backoff"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
@@ -50,7 +51,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	conn, sch, err := connect(ctx, cfg, log)
 	if err != nil {
-		return err
+		return nameFields("chconn", err)
 	}
 	defer func() {
 		if err := conn.Close(); err != nil {
@@ -93,7 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, writer, log, reg)
 	if err != nil {
-		return err
+		return nameFields("consumer", err)
 	}
 
 	srv, err := serve(cfg.metricsAddr, reg, probes{consumer: c, clickhouse: conn}, log)
@@ -113,26 +114,28 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // and applies the migrations first. It retries while the server is
 // unreachable (pods often start before their database is ready) and fails
 // fast on errors that retrying cannot fix, such as bad credentials or DDL.
-func connect(ctx context.Context, cfg config, log zerolog.Logger) (*chconn.Conn, *schema.Schema, error) {
-	delay := 500 * time.Millisecond
-	for {
-		conn, sch, err := connectOnce(ctx, cfg, log)
-		if err == nil {
-			log.Info().Str("server_version", conn.Version()).Strs("addr", cfg.clickhouse.Addr).
-				Str("database", cfg.clickhouse.Database).Bool("migrated", cfg.migrate).Msg("connected to ClickHouse")
-			return conn, sch, nil
+func connect(ctx context.Context, cfg config, log zerolog.Logger) (conn *chconn.Conn, sch *schema.Schema, err error) {
+	var permanent error
+	err = backoff.Retry(ctx, 15*time.Second, func() error {
+		var err error
+		conn, sch, err = connectOnce(ctx, cfg, log)
+		if err != nil && !chconn.IsTransient(err) {
+			permanent = err // retrying cannot fix it: stop
+			return nil
 		}
-		if !chconn.IsTransient(err) || ctx.Err() != nil {
-			return nil, nil, err
-		}
-		log.Warn().Err(err).Dur("retry_in", delay).Msg("connect to clickhouse; retrying")
-		select {
-		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("connect to clickhouse: %w", errors.Join(err, ctx.Err()))
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 15*time.Second)
+		return err
+	}, func(err error, _ int, next time.Duration) {
+		log.Warn().Err(err).Dur("retry_in", next).Msg("connect to clickhouse; retrying")
+	})
+	if permanent != nil {
+		return nil, nil, permanent
 	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to clickhouse: %w", err)
+	}
+	log.Info().Str("server_version", conn.Version()).Strs("addr", cfg.clickhouse.Addr).
+		Str("database", cfg.clickhouse.Database).Bool("migrated", cfg.migrate).Msg("connected to ClickHouse")
+	return conn, sch, nil
 }
 
 func connectOnce(ctx context.Context, cfg config, log zerolog.Logger) (*chconn.Conn, *schema.Schema, error) {

@@ -17,6 +17,8 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/usage-rollup/usage-rollup/internal/events"
+
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Config is the window policy and the chunking of the log.
@@ -57,22 +59,22 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first invalid field, naming its environment variable.
+// Validate reports the first invalid field as a *fielderr.Error.
 func (c Config) Validate() error {
 	if len(c.Windows) == 0 {
-		return fmt.Errorf("ROLLUP_WINDOWS must list at least one window size")
+		return fielderr.New("Windows", "must list at least one window size")
 	}
 	if c.ChunkSize < 100 {
-		return fmt.Errorf("CHUNK_SIZE must be >= 100, got %d", c.ChunkSize)
+		return fielderr.New("ChunkSize", "must be >= 100, got %d", c.ChunkSize)
 	}
 	if c.MaxGroups < 100 {
-		return fmt.Errorf("MAX_GROUPS_PER_PARTITION must be >= 100, got %d", c.MaxGroups)
+		return fielderr.New("MaxGroups", "must be >= 100, got %d", c.MaxGroups)
 	}
 	if c.AllowedLateness < 0 {
-		return fmt.Errorf("ALLOWED_LATENESS must be >= 0, got %s", c.AllowedLateness)
+		return fielderr.New("AllowedLateness", "must be >= 0, got %s", c.AllowedLateness)
 	}
 	if c.MaxBatchRows <= 0 {
-		return fmt.Errorf("MAX_BATCH_ROWS must be > 0, got %d", c.MaxBatchRows)
+		return fielderr.New("MaxBatchRows", "must be > 0, got %d", c.MaxBatchRows)
 	}
 	return nil
 }

@@ -1,11 +1,12 @@
 package chconn
 
 import (
-	"fmt"
 	"regexp"
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/security"
+
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Config is how to reach one ClickHouse database. Only cmd/consumer reads
@@ -36,9 +37,6 @@ type Config struct {
 	StatementTimeout time.Duration
 }
 
-// tlsVars prefixes the TLS variables that errors name.
-const tlsVars = "CLICKHOUSE_TLS"
-
 // Defaults. The dial timeout covers a TCP connect and the handshake on a
 // healthy network with room for a slow TLS terminator; the statement timeout
 // is far above the sub-second insert of a 20k-row batch so that only a
@@ -68,25 +66,25 @@ var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // IsIdentifier reports whether name can be spliced into SQL backquoted.
 func IsIdentifier(name string) bool { return identifier.MatchString(name) }
 
-// Validate reports the first invalid field, naming its environment variable.
-// It reads no files and never includes the password.
+// Validate reports the first invalid field as a *fielderr.Error. It reads no
+// files and never includes the password.
 func (c Config) Validate() error {
 	switch {
 	case len(c.Addr) == 0:
-		return fmt.Errorf("CLICKHOUSE_ADDR must list at least one host:port")
+		return fielderr.New("Addr", "must list at least one host:port")
 	case !IsIdentifier(c.Database):
-		return fmt.Errorf("CLICKHOUSE_DATABASE must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*), got %q", c.Database)
+		return fielderr.New("Database", "must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*), got %q", c.Database)
 	case c.Username == "":
-		return fmt.Errorf("CLICKHOUSE_USERNAME must not be empty")
+		return fielderr.New("Username", "must not be empty")
 	case c.DialTimeout <= 0:
-		return fmt.Errorf("CLICKHOUSE_DIAL_TIMEOUT must be > 0, got %s", c.DialTimeout)
+		return fielderr.New("DialTimeout", "must be > 0, got %s", c.DialTimeout)
 	case c.StatementTimeout <= 0:
-		return fmt.Errorf("CLICKHOUSE_INSERT_TIMEOUT must be > 0, got %s", c.StatementTimeout)
+		return fielderr.New("StatementTimeout", "must be > 0, got %s", c.StatementTimeout)
 	}
 	for i, a := range c.Addr {
 		if a == "" {
-			return fmt.Errorf("CLICKHOUSE_ADDR entry %d is empty", i)
+			return fielderr.New("Addr", "entry %d is empty", i)
 		}
 	}
-	return c.TLS.Validate(tlsVars)
+	return fielderr.Nest("TLS", c.TLS.Validate())
 }

@@ -24,21 +24,21 @@ func TestConfigValidate(t *testing.T) {
 		modify func(*Config)
 		want   string // "" for valid, else what the message must say
 	}{
-		{"no addr", func(c *Config) { c.Addr = nil }, "CLICKHOUSE_ADDR must list"},
-		{"empty addr", func(c *Config) { c.Addr = []string{"a:9000", ""} }, "CLICKHOUSE_ADDR entry 1 is empty"},
-		{"database with dash", func(c *Config) { c.Database = "usage-rollup" }, "CLICKHOUSE_DATABASE must be a plain identifier"},
-		{"database with backquote", func(c *Config) { c.Database = "a`b" }, "CLICKHOUSE_DATABASE must be a plain identifier"},
-		{"empty database", func(c *Config) { c.Database = "" }, "CLICKHOUSE_DATABASE must be a plain identifier"},
-		{"no user", func(c *Config) { c.Username = "" }, "CLICKHOUSE_USERNAME"},
-		{"dial timeout", func(c *Config) { c.DialTimeout = 0 }, "CLICKHOUSE_DIAL_TIMEOUT"},
-		{"statement timeout", func(c *Config) { c.StatementTimeout = -1 }, "CLICKHOUSE_INSERT_TIMEOUT"},
+		{"no addr", func(c *Config) { c.Addr = nil }, "Addr must list"},
+		{"empty addr", func(c *Config) { c.Addr = []string{"a:9000", ""} }, "Addr entry 1 is empty"},
+		{"database with dash", func(c *Config) { c.Database = "usage-rollup" }, "Database must be a plain identifier"},
+		{"database with backquote", func(c *Config) { c.Database = "a`b" }, "Database must be a plain identifier"},
+		{"empty database", func(c *Config) { c.Database = "" }, "Database must be a plain identifier"},
+		{"no user", func(c *Config) { c.Username = "" }, "Username must not be empty"},
+		{"dial timeout", func(c *Config) { c.DialTimeout = 0 }, "DialTimeout must be > 0"},
+		{"statement timeout", func(c *Config) { c.StatementTimeout = -1 }, "StatementTimeout must be > 0"},
 		{"TLS with system roots", func(c *Config) { c.TLS.Enabled = true }, ""},
 		{"TLS with CA and client cert", func(c *Config) {
 			c.TLS = security.TLS{Enabled: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "c.key"}
 		}, ""},
-		{"CA without TLS", func(c *Config) { c.TLS.CAFile = "ca.pem" }, "CLICKHOUSE_TLS_ENABLED=true"},
+		{"CA without TLS", func(c *Config) { c.TLS.CAFile = "ca.pem" }, "TLS.Enabled must be true"},
 		{"cert without key", func(c *Config) { c.TLS = security.TLS{Enabled: true, CertFile: "c.pem"} },
-			"CLICKHOUSE_TLS_CERT_FILE and CLICKHOUSE_TLS_KEY_FILE must be set together"},
+			"TLS.CertFile and TLS.KeyFile must be set together"},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()

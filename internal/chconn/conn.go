@@ -14,6 +14,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Conn is a pool of native connections to one database, with the server's
@@ -50,9 +51,9 @@ func OpenServer(ctx context.Context, cfg Config) (*Conn, error) {
 }
 
 func open(ctx context.Context, cfg Config, database string) (*Conn, error) {
-	tlsConfig, err := cfg.TLS.Config(tlsVars)
+	tlsConfig, err := cfg.TLS.Config()
 	if err != nil {
-		return nil, err
+		return nil, fielderr.Nest("TLS", err)
 	}
 	dc, err := clickhouse.Open(&clickhouse.Options{
 		Protocol: clickhouse.Native,

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/security"
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
-	"github.com/usage-rollup/usage-rollup/internal/testpki"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/testpki"
 )
 
 // TestRefusedConnectionIsTransient needs no server: nothing listens on port
@@ -47,10 +47,10 @@ func TestOpenFileErrors(t *testing.T) {
 		ca, cert, key string
 		want1, want2  string
 	}{
-		{"missing CA", missing, "", "", "CLICKHOUSE_TLS_CA_FILE", missing},
-		{"CA not PEM", notPEM, "", "", "CLICKHOUSE_TLS_CA_FILE", notPEM},
-		{"missing cert", "", missing, pki.Key, "CLICKHOUSE_TLS_CERT_FILE", missing},
-		{"bad key", pki.CA, pki.Cert, badKey, "CLICKHOUSE_TLS_KEY_FILE", badKey},
+		{"missing CA", missing, "", "", "TLS.CAFile", missing},
+		{"CA not PEM", notPEM, "", "", "TLS.CAFile", notPEM},
+		{"missing cert", "", missing, pki.Key, "TLS.CertFile", missing},
+		{"bad key", pki.CA, pki.Cert, badKey, "TLS.CertFile", badKey},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()

@@ -40,7 +40,7 @@ func TestIsTransient(t *testing.T) {
 		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, true},
 		{"no such host", fmt.Errorf("dial: %w", &net.DNSError{Err: "no such host", Name: "ch", IsNotFound: true}), true},
 		{"i/o timeout", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), true},
-		{"missing TLS file", fmt.Errorf("CLICKHOUSE_TLS_CA_FILE: %w", &fs.PathError{Op: "open", Path: "/ca.pem", Err: syscall.ENOENT}), false},
+		{"missing TLS file", fmt.Errorf("TLS.CAFile: %w", &fs.PathError{Op: "open", Path: "/ca.pem", Err: syscall.ENOENT}), false},
 		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), true},
 		{"eof", fmt.Errorf("read: %w", io.EOF), true},
 		{"deadline", fmt.Errorf("insert: %w", context.DeadlineExceeded), true},

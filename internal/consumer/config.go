@@ -5,8 +5,9 @@
 package consumer
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Config is the Kafka loop's configuration.
@@ -29,8 +30,11 @@ type Config struct {
 	// FetchBufferBytes bounds the fetched bytes the whole process holds at
 	// once, over all its partitions: a fetch reserves twice FetchMaxBytes
 	// from it before it is sent (the response as read, and the records
-	// copied out of it) and, once decoded, gives back all but its records. With large messages, many partitions and a slow ClickHouse, this
-	// (not the partition count) is what fetched data costs in memory.
+	// copied out of it) and, once decoded, gives back all but its records.
+	// With large messages, many partitions and a slow ClickHouse, this (not
+	// the partition count) is what fetched data costs in memory. 0 means a
+	// quarter of the Go memory limit (GOMEMLIMIT, which the chart sets from
+	// the pod's memory limit), at most 256 MiB and at least one fetch.
 	FetchBufferBytes int64
 	// SessionTimeout, RebalanceTimeout and HeartbeatInterval are passed to the
 	// group protocol.
@@ -65,7 +69,7 @@ func DefaultConfig() Config {
 		FlushInterval:     5 * time.Second,
 		ShutdownTimeout:   20 * time.Second,
 		FetchMaxBytes:     16 << 20,
-		FetchBufferBytes:  256 << 20,
+		FetchBufferBytes:  0,
 		SessionTimeout:    30 * time.Second,
 		RebalanceTimeout:  60 * time.Second,
 		HeartbeatInterval: 3 * time.Second,
@@ -76,43 +80,54 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first invalid field, naming its environment variable.
+// Validate reports the first invalid field as a *fielderr.Error.
 func (c Config) Validate() error {
 	switch {
 	case len(c.Brokers) == 0:
-		return fmt.Errorf("KAFKA_BROKERS must list at least one broker")
+		return fielderr.New("Brokers", "must list at least one broker")
 	case c.Topic == "":
-		return fmt.Errorf("KAFKA_TOPIC must not be empty")
+		return fielderr.New("Topic", "must not be empty")
 	case c.GroupID == "":
-		return fmt.Errorf("KAFKA_GROUP_ID must not be empty")
+		return fielderr.New("GroupID", "must not be empty")
 	case c.FlushInterval < 100*time.Millisecond:
-		return fmt.Errorf("FLUSH_INTERVAL must be >= 100ms, got %s", c.FlushInterval)
+		return fielderr.New("FlushInterval", "must be >= 100ms, got %s", c.FlushInterval)
 	case c.ShutdownTimeout <= 0:
-		return fmt.Errorf("SHUTDOWN_TIMEOUT must be > 0, got %s", c.ShutdownTimeout)
+		return fielderr.New("ShutdownTimeout", "must be > 0, got %s", c.ShutdownTimeout)
 	case c.ShutdownTimeout >= c.SessionTimeout:
 		// kafka-go stops heartbeating while an ended generation's partitions
 		// do their final flush; a longer flush gets the member evicted.
-		return fmt.Errorf("SHUTDOWN_TIMEOUT (%s) must be below KAFKA_SESSION_TIMEOUT (%s)", c.ShutdownTimeout, c.SessionTimeout)
+		return fielderr.New("ShutdownTimeout", "(%s) must be below {SessionTimeout} (%s)", c.ShutdownTimeout, c.SessionTimeout)
 	case c.RebalanceTimeout <= c.ShutdownTimeout:
-		return fmt.Errorf("KAFKA_REBALANCE_TIMEOUT (%s) must exceed SHUTDOWN_TIMEOUT (%s)", c.RebalanceTimeout, c.ShutdownTimeout)
+		return fielderr.New("RebalanceTimeout", "(%s) must exceed {ShutdownTimeout} (%s)", c.RebalanceTimeout, c.ShutdownTimeout)
 	case c.FetchMaxBytes < 1024:
-		return fmt.Errorf("KAFKA_FETCH_MAX_BYTES must be >= 1024, got %d", c.FetchMaxBytes)
-	case c.FetchBufferBytes < 2*int64(c.FetchMaxBytes):
-		return fmt.Errorf("KAFKA_FETCH_BUFFER_BYTES (%d) must be at least twice KAFKA_FETCH_MAX_BYTES (%d): a fetch reserves room for its response and the records copied out of it", c.FetchBufferBytes, c.FetchMaxBytes)
+		return fielderr.New("FetchMaxBytes", "must be >= 1024, got %d", c.FetchMaxBytes)
+	case c.FetchBufferBytes != 0 && c.FetchBufferBytes < 2*int64(c.FetchMaxBytes):
+		return fielderr.New("FetchBufferBytes", "(%d) must be at least twice {FetchMaxBytes} (%d): a fetch reserves room for its response and the records copied out of it", c.FetchBufferBytes, c.FetchMaxBytes)
 	case c.SessionTimeout < 6*time.Second:
-		return fmt.Errorf("KAFKA_SESSION_TIMEOUT must be >= 6s (broker minimum), got %s", c.SessionTimeout)
+		return fielderr.New("SessionTimeout", "must be >= 6s (broker minimum), got %s", c.SessionTimeout)
 	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:
-		return fmt.Errorf("KAFKA_HEARTBEAT_INTERVAL must be > 0 and below KAFKA_SESSION_TIMEOUT, got %s", c.HeartbeatInterval)
+		return fielderr.New("HeartbeatInterval", "must be > 0 and below {SessionTimeout}, got %s", c.HeartbeatInterval)
 	case c.RetryBackoffMax < 100*time.Millisecond:
-		return fmt.Errorf("WRITE_RETRY_MAX_BACKOFF must be >= 100ms, got %s", c.RetryBackoffMax)
+		return fielderr.New("RetryBackoffMax", "must be >= 100ms, got %s", c.RetryBackoffMax)
 	case c.IdleTimeout <= 0:
-		return fmt.Errorf("IDLE_PARTITION_TIMEOUT must be > 0, got %s", c.IdleTimeout)
+		return fielderr.New("IdleTimeout", "must be > 0, got %s", c.IdleTimeout)
 	case c.StallTimeout < time.Minute:
-		return fmt.Errorf("LIVENESS_STALL_TIMEOUT must be >= 1m, got %s", c.StallTimeout)
+		return fielderr.New("StallTimeout", "must be >= 1m, got %s", c.StallTimeout)
 	case c.EndOffsetInterval <= 0:
-		return fmt.Errorf("end offset interval must be > 0, got %s", c.EndOffsetInterval)
+		return fielderr.New("EndOffsetInterval", "must be > 0, got %s", c.EndOffsetInterval)
 	case c.DeadLetterTopic != "" && c.DeadLetterTopic == c.Topic:
-		return fmt.Errorf("DEAD_LETTER_TOPIC must differ from KAFKA_TOPIC")
+		return fielderr.New("DeadLetterTopic", "must differ from {Topic}")
 	}
-	return c.Security.Validate()
+	return fielderr.Nest("Security", c.Security.Validate())
+}
+
+// fetchBuffer resolves FetchBufferBytes (0: from the Go memory limit). A
+// quarter of the limit leaves the rest for the aggregation state, the
+// batches in flight and the garbage collector's headroom.
+func fetchBuffer(configured int64, fetchMax int, memLimit int64) int64 {
+	if configured > 0 {
+		return configured
+	}
+	const ceiling = 256 << 20
+	return max(min(memLimit/4, ceiling), 2*int64(fetchMax))
 }

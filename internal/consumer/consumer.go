@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/backoff"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
 	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
 )
 
@@ -100,7 +102,7 @@ func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log
 		transport: transport,
 		client:    &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Timeout: dialTimeout, Transport: transport},
 		status:    newStatus(),
-		budget:    partitionlog.NewBudget(cfg.FetchBufferBytes),
+		budget:    partitionlog.NewBudget(fetchBuffer(cfg.FetchBufferBytes, cfg.FetchMaxBytes, debug.SetMemoryLimit(-1))),
 	}
 	if cfg.DeadLetterTopic != "" {
 		c.deadLetters = &kafka.Writer{
@@ -238,19 +240,16 @@ func (c *Consumer) pollEndOffsets(ctx context.Context) {
 		now := time.Now()
 		_, views := c.status.snapshot(now)
 		if len(views) > 0 {
-			reqs := make([]kafka.OffsetRequest, len(views))
+			ps := make([]int, len(views))
 			for i, v := range views {
-				reqs[i] = kafka.LastOffsetOf(v.partition)
+				ps[i] = v.partition
 			}
-			res, err := c.client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.cfg.Topic: reqs}})
+			ends, err := kafkaoffsets.Ends(ctx, c.client, c.cfg.Topic, ps...)
 			if err != nil {
 				c.log.Debug().Err(err).Msg("poll end offsets")
-			} else {
-				for _, po := range res.Topics[c.cfg.Topic] {
-					if po.Error == nil {
-						c.status.setEnd(po.Partition, po.LastOffset)
-					}
-				}
+			}
+			for p, end := range ends {
+				c.status.setEnd(p, end)
 			}
 		}
 		c.updateProgressMetrics(now)

@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/usage-rollup/usage-rollup/internal/security"
+
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // SASL mechanisms Security accepts (KAFKA_SASL_MECHANISM).
@@ -40,26 +41,23 @@ type Security struct {
 	SASLPassword security.Secret
 }
 
-// tlsVars prefixes the TLS variables that errors name.
-const tlsVars = "KAFKA_TLS"
-
-// Validate reports the first invalid field, naming its environment variable.
-// It reads no files and never includes the password.
+// Validate reports the first invalid field as a *fielderr.Error. It reads no
+// files and never includes the password.
 func (s Security) Validate() error {
-	if err := s.TLS.Validate(tlsVars); err != nil {
-		return err
+	if err := s.TLS.Validate(); err != nil {
+		return fielderr.Nest("TLS", err)
 	}
 	switch {
 	case s.SASLMechanism == "" && (s.SASLUsername != "" || s.SASLPassword != ""):
-		return errors.New("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD need KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+		return fielderr.New("SASLMechanism", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when {SASLUsername} or {SASLPassword} is set")
 	case s.SASLMechanism == "":
 		return nil
 	case s.mechanism() == "":
-		return fmt.Errorf("KAFKA_SASL_MECHANISM must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or empty, got %q", s.SASLMechanism)
+		return fielderr.New("SASLMechanism", "must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or empty, got %q", s.SASLMechanism)
 	case s.SASLUsername == "":
-		return fmt.Errorf("KAFKA_SASL_USERNAME must be set with KAFKA_SASL_MECHANISM=%s", s.mechanism())
+		return fielderr.New("SASLUsername", "must be set with {SASLMechanism}=%s", s.mechanism())
 	case s.SASLPassword == "":
-		return fmt.Errorf("KAFKA_SASL_PASSWORD must be set with KAFKA_SASL_MECHANISM=%s", s.mechanism())
+		return fielderr.New("SASLPassword", "must be set with {SASLMechanism}=%s", s.mechanism())
 	}
 	return nil
 }
@@ -128,8 +126,8 @@ func (s Security) Dialer(timeout time.Duration) (*kafka.Dialer, error) {
 	}
 	d := &kafka.Dialer{Timeout: timeout, DualStack: true}
 	var err error
-	if d.TLS, err = s.TLS.Config(tlsVars); err != nil {
-		return nil, err
+	if d.TLS, err = s.TLS.Config(); err != nil {
+		return nil, fielderr.Nest("TLS", err)
 	}
 	if d.SASLMechanism, err = s.saslMechanism(); err != nil {
 		return nil, err

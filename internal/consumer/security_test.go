@@ -14,7 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/security"
-	"github.com/usage-rollup/usage-rollup/internal/testpki"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/testpki"
 )
 
 // testPassword is distinctive so that a leak is unmistakable in any output.
@@ -36,13 +36,13 @@ func TestSecurityValidate(t *testing.T) {
 		{"SCRAM-SHA-256", sasl("SCRAM-SHA-256"), ""},
 		{"SCRAM-SHA-512 over TLS", func() Security { s := sasl("SCRAM-SHA-512"); s.TLS.Enabled = true; return s }(), ""},
 		{"mechanism case-insensitive", sasl("scram-sha-512"), ""},
-		{"CA file without TLS", Security{TLS: security.TLS{CAFile: "ca.pem"}}, "KAFKA_TLS_ENABLED"},
-		{"cert without key", Security{TLS: security.TLS{Enabled: true, CertFile: "c.pem"}}, "KAFKA_TLS_KEY_FILE"},
-		{"key without cert", Security{TLS: security.TLS{Enabled: true, KeyFile: "c.key"}}, "KAFKA_TLS_CERT_FILE"},
-		{"unknown mechanism", sasl("GSSAPI"), "KAFKA_SASL_MECHANISM"},
-		{"mechanism without user", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, "KAFKA_SASL_USERNAME"},
-		{"mechanism without password", Security{SASLMechanism: "PLAIN", SASLUsername: "usage"}, "KAFKA_SASL_PASSWORD"},
-		{"credentials without mechanism", Security{SASLUsername: "usage", SASLPassword: testPassword}, "KAFKA_SASL_MECHANISM"},
+		{"CA file without TLS", Security{TLS: security.TLS{CAFile: "ca.pem"}}, "TLS.Enabled must be true"},
+		{"cert without key", Security{TLS: security.TLS{Enabled: true, CertFile: "c.pem"}}, "TLS.CertFile and TLS.KeyFile must be set together"},
+		{"key without cert", Security{TLS: security.TLS{Enabled: true, KeyFile: "c.key"}}, "TLS.CertFile and TLS.KeyFile must be set together"},
+		{"unknown mechanism", sasl("GSSAPI"), "SASLMechanism must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or empty"},
+		{"mechanism without user", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, "SASLUsername must be set"},
+		{"mechanism without password", Security{SASLMechanism: "PLAIN", SASLUsername: "usage"}, "SASLPassword must be set"},
+		{"credentials without mechanism", Security{SASLUsername: "usage", SASLPassword: testPassword}, "SASLMechanism must be PLAIN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,12 +172,12 @@ func TestDialerFileErrors(t *testing.T) {
 		sec  Security
 		want []string // substrings of the error
 	}{
-		{"missing CA", Security{TLS: security.TLS{Enabled: true, CAFile: missing}}, []string{"KAFKA_TLS_CA_FILE", missing}},
-		{"CA not PEM", Security{TLS: security.TLS{Enabled: true, CAFile: notPEM}}, []string{"KAFKA_TLS_CA_FILE", notPEM}},
-		{"missing cert", Security{TLS: security.TLS{Enabled: true, CertFile: missing, KeyFile: pki.Key}}, []string{"KAFKA_TLS_CERT_FILE", missing}},
-		{"bad key", Security{TLS: security.TLS{Enabled: true, CertFile: pki.Cert, KeyFile: badKey}}, []string{"KAFKA_TLS_KEY_FILE", badKey}},
-		{"key of another cert", Security{TLS: security.TLS{Enabled: true, CertFile: pki.Cert, KeyFile: otherKey}}, []string{"KAFKA_TLS_KEY_FILE", "does not match"}},
-		{"invalid", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, []string{"KAFKA_SASL_USERNAME"}},
+		{"missing CA", Security{TLS: security.TLS{Enabled: true, CAFile: missing}}, []string{"TLS.CAFile", missing}},
+		{"CA not PEM", Security{TLS: security.TLS{Enabled: true, CAFile: notPEM}}, []string{"TLS.CAFile", notPEM}},
+		{"missing cert", Security{TLS: security.TLS{Enabled: true, CertFile: missing, KeyFile: pki.Key}}, []string{"TLS.CertFile", missing}},
+		{"bad key", Security{TLS: security.TLS{Enabled: true, CertFile: pki.Cert, KeyFile: badKey}}, []string{"TLS.CertFile", badKey}},
+		{"key of another cert", Security{TLS: security.TLS{Enabled: true, CertFile: pki.Cert, KeyFile: otherKey}}, []string{"TLS.CertFile", "does not match"}},
+		{"invalid", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, []string{"SASLUsername must be set"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

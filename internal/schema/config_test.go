@@ -16,9 +16,9 @@ func TestConfigValidate(t *testing.T) {
 		want    string // "" for valid
 	}{
 		{"1m and 1h", []aggregate.Window{w1m, w1h}, ""},
-		{"no windows", nil, "ROLLUP_WINDOWS must list at least one window size"},
-		{"odd window name", []aggregate.Window{{Name: "1m`"}}, "ROLLUP_WINDOWS: window name \"1m`\" is not canonical"},
-		{"window twice", []aggregate.Window{w1h, w1h}, "ROLLUP_WINDOWS: window 1h listed twice"},
+		{"no windows", nil, "Windows must list at least one window size"},
+		{"odd window name", []aggregate.Window{{Name: "1m`"}}, "Windows name \"1m`\" is not canonical"},
+		{"window twice", []aggregate.Window{w1h, w1h}, "Windows lists 1h twice"},
 	}
 	for _, tt := range tests {
 		err := Config{Windows: tt.windows}.Validate()

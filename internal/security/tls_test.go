@@ -8,25 +8,25 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/usage-rollup/usage-rollup/internal/testpki"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/testpki"
 )
 
 func TestTLSValidate(t *testing.T) {
 	tests := []struct {
 		name    string
 		tls     TLS
-		wantErr string // "" for valid, else the variable the message must name
+		wantErr string // "" for valid, else what the message must say, naming the field
 	}{
 		{"zero value is no TLS", TLS{}, ""},
 		{"TLS with system roots", TLS{Enabled: true}, ""},
 		{"TLS with CA and client cert", TLS{Enabled: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "c.key"}, ""},
-		{"CA without TLS", TLS{CAFile: "ca.pem"}, "X_TLS_ENABLED=true"},
-		{"cert without TLS", TLS{CertFile: "c.pem", KeyFile: "c.key"}, "X_TLS_ENABLED=true"},
-		{"cert without key", TLS{Enabled: true, CertFile: "c.pem"}, "X_TLS_CERT_FILE and X_TLS_KEY_FILE must be set together"},
-		{"key without cert", TLS{Enabled: true, KeyFile: "c.key"}, "X_TLS_CERT_FILE and X_TLS_KEY_FILE must be set together"},
+		{"CA without TLS", TLS{CAFile: "ca.pem"}, "Enabled must be true when CAFile, CertFile or KeyFile is set"},
+		{"cert without TLS", TLS{CertFile: "c.pem", KeyFile: "c.key"}, "Enabled must be true"},
+		{"cert without key", TLS{Enabled: true, CertFile: "c.pem"}, "CertFile and KeyFile must be set together"},
+		{"key without cert", TLS{Enabled: true, KeyFile: "c.key"}, "CertFile and KeyFile must be set together"},
 	}
 	for _, tt := range tests {
-		err := tt.tls.Validate("X_TLS")
+		err := tt.tls.Validate()
 		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.wantErr)
 		}
@@ -34,11 +34,11 @@ func TestTLSValidate(t *testing.T) {
 }
 
 func TestTLSConfig(t *testing.T) {
-	if c, err := (TLS{}).Config("X_TLS"); c != nil || err != nil {
+	if c, err := (TLS{}).Config(); c != nil || err != nil {
 		t.Fatalf("TLS off: Config() = %v, %v; want nil, nil", c, err)
 	}
 	pki := testpki.Write(t)
-	c, err := TLS{Enabled: true, CAFile: pki.CA, CertFile: pki.Cert, KeyFile: pki.Key}.Config("X_TLS")
+	c, err := TLS{Enabled: true, CAFile: pki.CA, CertFile: pki.Cert, KeyFile: pki.Key}.Config()
 	if err != nil {
 		t.Fatalf("Config: %v", err)
 	}
@@ -46,14 +46,14 @@ func TestTLSConfig(t *testing.T) {
 		t.Fatalf("TLS config: min version %x, roots %t, %d client certs, insecure %t",
 			c.MinVersion, c.RootCAs != nil, len(c.Certificates), c.InsecureSkipVerify)
 	}
-	c, err = TLS{Enabled: true}.Config("X_TLS")
+	c, err = TLS{Enabled: true}.Config()
 	if err != nil || c.RootCAs != nil || len(c.Certificates) != 0 {
 		t.Fatalf("system roots: Config() = %+v, %v; want nil RootCAs and no client certificate", c, err)
 	}
 }
 
 // TestTLSConfigFileErrors checks that every unusable file is refused with the
-// variable and the path in the error, and none of the file's contents.
+// field and the path in the error, and none of the file's contents.
 func TestTLSConfigFileErrors(t *testing.T) {
 	pki := testpki.Write(t)
 	dir := t.TempDir()
@@ -70,15 +70,15 @@ func TestTLSConfigFileErrors(t *testing.T) {
 		want   []string // substrings of the error
 		wantIs error    // what the error wraps
 	}{
-		{"missing CA", TLS{Enabled: true, CAFile: missing}, []string{"X_TLS_CA_FILE: ", missing}, fs.ErrNotExist},
-		{"CA not PEM", TLS{Enabled: true, CAFile: notPEM}, []string{"X_TLS_CA_FILE: no PEM certificate in " + notPEM}, errNoCertificate},
-		{"missing cert", TLS{Enabled: true, CertFile: missing, KeyFile: pki.Key}, []string{"X_TLS_CERT_FILE/X_TLS_KEY_FILE", missing}, fs.ErrNotExist},
-		{"bad key", TLS{Enabled: true, CertFile: pki.Cert, KeyFile: badKey}, []string{"X_TLS_CERT_FILE/X_TLS_KEY_FILE", badKey}, nil},
-		{"key of another cert", TLS{Enabled: true, CertFile: pki.Cert, KeyFile: otherKey}, []string{"X_TLS_KEY_FILE", "does not match"}, nil},
-		{"inconsistent", TLS{CAFile: pki.CA}, []string{"X_TLS_ENABLED=true"}, nil},
+		{"missing CA", TLS{Enabled: true, CAFile: missing}, []string{"CAFile ", missing}, fs.ErrNotExist},
+		{"CA not PEM", TLS{Enabled: true, CAFile: notPEM}, []string{"CAFile no PEM certificate in " + notPEM}, errNoCertificate},
+		{"missing cert", TLS{Enabled: true, CertFile: missing, KeyFile: pki.Key}, []string{"CertFile load client key pair", missing}, fs.ErrNotExist},
+		{"bad key", TLS{Enabled: true, CertFile: pki.Cert, KeyFile: badKey}, []string{"CertFile load client key pair", badKey}, nil},
+		{"key of another cert", TLS{Enabled: true, CertFile: pki.Cert, KeyFile: otherKey}, []string{"CertFile load client key pair", "does not match"}, nil},
+		{"inconsistent", TLS{CAFile: pki.CA}, []string{"Enabled must be true"}, nil},
 	}
 	for _, tt := range tests {
-		_, err := tt.tls.Config("X_TLS")
+		_, err := tt.tls.Config()
 		if err == nil {
 			t.Errorf("%s: Config succeeded, want an error", tt.name)
 			continue

@@ -1,11 +1,12 @@
 package sink
 
 import (
-	"fmt"
 	"regexp"
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Config is what the writer depends on besides the connection
@@ -31,18 +32,18 @@ func DefaultConfig() Config {
 // become part of table names.
 var windowName = regexp.MustCompile(`^[0-9]+[smhd]$`)
 
-// Validate reports the first invalid field, naming its environment variable.
+// Validate reports the first invalid field as a *fielderr.Error.
 func (c Config) Validate() error {
 	if len(c.Windows) == 0 {
-		return fmt.Errorf("ROLLUP_WINDOWS must list at least one window size")
+		return fielderr.New("Windows", "must list at least one window size")
 	}
 	seen := make(map[string]bool, len(c.Windows))
 	for _, w := range c.Windows {
 		if !windowName.MatchString(w.Name) {
-			return fmt.Errorf("ROLLUP_WINDOWS: window name %q is not canonical (like 1m or 1h)", w.Name)
+			return fielderr.New("Windows", "name %q is not canonical (like 1m or 1h)", w.Name)
 		}
 		if seen[w.Name] {
-			return fmt.Errorf("ROLLUP_WINDOWS: window %s listed twice", w.Name)
+			return fielderr.New("Windows", "lists %s twice", w.Name)
 		}
 		seen[w.Name] = true
 	}

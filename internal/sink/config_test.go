@@ -16,9 +16,9 @@ func TestConfigValidate(t *testing.T) {
 		modify func(*Config)
 		want   string
 	}{
-		{"no windows", func(c *Config) { c.Windows = nil }, "ROLLUP_WINDOWS must list at least one window size"},
-		{"odd window name", func(c *Config) { c.Windows = []aggregate.Window{{Name: "1 m"}} }, `ROLLUP_WINDOWS: window name "1 m" is not canonical`},
-		{"window twice", func(c *Config) { c.Windows = []aggregate.Window{w1m, w1m} }, "ROLLUP_WINDOWS: window 1m listed twice"},
+		{"no windows", func(c *Config) { c.Windows = nil }, "Windows must list at least one window size"},
+		{"odd window name", func(c *Config) { c.Windows = []aggregate.Window{{Name: "1 m"}} }, `Windows name "1 m" is not canonical`},
+		{"window twice", func(c *Config) { c.Windows = []aggregate.Window{w1m, w1m} }, "Windows lists 1m twice"},
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
