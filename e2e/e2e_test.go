@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/audit"
-	"github.com/usage-rollup/usage-rollup/internal/check"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/check"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 const partitions = 6
@@ -20,7 +20,8 @@ const partitions = 6
 // TestCrashRestartAndReplayStayExact is the pipeline's core promise against
 // real Kafka and ClickHouse: two consumer processes share a group; one kills
 // itself between a ClickHouse insert and its offset commit, the other is
-// kill -9'd mid-stream; both restart; then the group is reset to the earliest
+// kill -9'd mid-stream, while it holds records it read but has not written or
+// committed; both restart; then the group is reset to the earliest
 // offset and the whole topic is replayed. The view sums must equal the
 // generator's ground truth exactly after each phase, and every malformed
 // message must have exactly one row in usage_rejected.
@@ -73,8 +74,15 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 		t.Fatal("a1 died without passing the write/commit failpoint")
 	}
 	a = startConsumer(t, "a2", env)
-	time.Sleep(4 * time.Second)
+	// Kill b only while it holds records it read but has not committed
+	// (unwritten_test.go): otherwise the kill tests nothing a clean stop
+	// would not.
+	waitFrom := time.Now()
+	u := b.waitUncommitted(kc, group, topic, 60*time.Second)
 	b.kill9()
+	held := killUncommitted(t, kc, group, topic, b, u)
+	t.Logf("%s kill -9'd %s after %s started, holding at least %d records read past its committed offsets",
+		b.name, time.Since(waitFrom).Round(time.Millisecond), a.name, held)
 	b = startConsumer(t, "b2", env)
 
 	var p produced

@@ -22,8 +22,9 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
+	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 var binary string // the consumer binary built once by TestMain
@@ -153,22 +154,11 @@ func kafkaClient(s servicetest.Services) *kafka.Client {
 // endOffsets returns the high watermark of every partition.
 func endOffsets(t *testing.T, c *kafka.Client, topic string, partitions int) map[int]int64 {
 	t.Helper()
-	req := make([]kafka.OffsetRequest, partitions)
-	for p := range partitions {
-		req[p] = kafka.LastOffsetOf(p)
-	}
-	res, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
+	ends, err := kafkaoffsets.Ends(context.Background(), c, topic, kafkaoffsets.Partitions(partitions)...)
 	if err != nil {
-		t.Fatalf("list offsets: %v", err)
+		t.Fatalf("list end offsets: %v", err)
 	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			t.Fatalf("list offsets of partition %d: %v", p.Partition, p.Error)
-		}
-		out[p.Partition] = p.LastOffset
-	}
-	return out
+	return ends
 }
 
 // committedOffsets returns the group's committed offset per partition (-1 if none).

@@ -28,7 +28,7 @@ import (
 	kconsumer "github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/security"
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // secureServices are the TLS and SASL endpoints of the local servers and the
@@ -49,11 +49,7 @@ func needSecureServices(t *testing.T) secureServices {
 	svc := servicetest.Need(t)
 	missing := func(format string, args ...any) {
 		t.Helper()
-		msg := fmt.Sprintf(format, args...) + " (scripts/kafka.sh start and scripts/clickhouse.sh start set them up)"
-		if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		servicetest.Unavailable(t, "%s (scripts/kafka.sh start and scripts/clickhouse.sh start set them up)", fmt.Sprintf(format, args...))
 	}
 	// The scripts' state root; scripts/test.sh runs them from the repository
 	// root, the parent of this package's directory.
@@ -95,11 +91,7 @@ func needSecureServices(t *testing.T) secureServices {
 		read(f)
 	}
 	for _, addr := range []string{s.saslPlaintext, s.ssl, s.saslSSL, s.clickhouseTLS} {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			missing("secure endpoint %s unreachable: %v", addr, err)
-		}
-		c.Close()
+		servicetest.Reach(t, addr)
 	}
 	return s
 }

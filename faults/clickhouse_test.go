@@ -43,17 +43,13 @@ func (r *chReader) hasColumn(ctx context.Context, table, column string) (bool, e
 
 // groups reads usage_<window> for topic per window start and full dimension
 // set, as an analyst's plain sum() would.
-func (r *chReader) groups(ctx context.Context, window, topic string, withLate bool) (map[groupKey]measures, error) {
-	late := "toUInt64(0)"
-	if withLate {
-		late = "sum(late_events)"
-	}
+func (r *chReader) groups(ctx context.Context, window, topic string) (map[groupKey]measures, error) {
 	q := fmt.Sprintf(`SELECT toUnixTimestamp(window_start), workspace_id, project_id, api_key_id, provider, model, endpoint,
 		sum(requests), sum(errors), sum(input_tokens), sum(input_text_tokens), sum(input_image_tokens),
 		sum(input_cached_tokens), sum(output_tokens), sum(total_tokens), sum(latency_ms_sum), max(latency_ms_max),
-		sum(inconsistent_events), %s
+		sum(inconsistent_events), sum(late_events)
 	FROM %s.usage_%s WHERE topic = ?
-	GROUP BY window_start, workspace_id, project_id, api_key_id, provider, model, endpoint`, late, r.db, window)
+	GROUP BY window_start, workspace_id, project_id, api_key_id, provider, model, endpoint`, r.db, window)
 	rows, err := r.conn.Query(ctx, q, topic)
 	if err != nil {
 		return nil, fmt.Errorf("read usage_%s groups: %w", window, err)
@@ -106,13 +102,9 @@ type chunkProgress struct {
 	offsets                              int64 // sum of last_offset - first_offset + 1
 }
 
-func (r *chReader) progress(ctx context.Context, topic string, withLate bool) (map[int]chunkProgress, error) {
-	late := "toUInt64(0)"
-	if withLate {
-		late = "sum(late)"
-	}
-	q := "SELECT `partition`, max(last_offset) + 1, sum(accepted), sum(rejected), sum(duplicates), " + late +
-		", count(), sum(last_offset - first_offset + 1) FROM " + r.db + ".usage_chunk_progress WHERE topic = ? GROUP BY `partition`"
+func (r *chReader) progress(ctx context.Context, topic string) (map[int]chunkProgress, error) {
+	q := "SELECT `partition`, max(last_offset) + 1, sum(accepted), sum(rejected), sum(duplicates), sum(late), " +
+		"count(), sum(last_offset - first_offset + 1) FROM " + r.db + ".usage_chunk_progress WHERE topic = ? GROUP BY `partition`"
 	rows, err := r.conn.Query(ctx, q, topic)
 	if err != nil {
 		return nil, fmt.Errorf("read usage_chunk_progress: %w", err)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usage-rollup/usage-rollup/internal/faultproxy"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/faultproxy"
 )
 
 // TestF04CutConsumerFromKafka cuts one consumer's connections to Kafka (all

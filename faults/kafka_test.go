@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
 )
 
 // admin wraps the test's own Kafka client; it always uses the direct
@@ -86,25 +88,7 @@ func (a *admin) addPartitions(ctx context.Context, topic string, n int) error {
 
 // endOffsets returns the high watermark of every partition.
 func (a *admin) endOffsets(ctx context.Context, topic string, partitions int) (map[int]int64, error) {
-	req := make([]kafka.OffsetRequest, partitions)
-	for p := range partitions {
-		req[p] = kafka.LastOffsetOf(p)
-	}
-	res, err := a.c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: req}})
-	if err != nil {
-		return nil, fmt.Errorf("list offsets: %w", err)
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("list offsets of partition %d: %w", p.Partition, p.Error)
-		}
-		out[p.Partition] = p.LastOffset
-	}
-	if len(out) != partitions {
-		return nil, fmt.Errorf("list offsets: %d of %d partitions answered", len(out), partitions)
-	}
-	return out, nil
+	return kafkaoffsets.Ends(ctx, a.c, topic, kafkaoffsets.Partitions(partitions)...)
 }
 
 // committed returns the group's committed offset per partition (-1 if none).

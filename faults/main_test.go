@@ -3,8 +3,8 @@
 // Package faults is the fault-injection suite: it runs the consumer binary as
 // processes against a real Kafka broker and a real ClickHouse server, injects
 // one fault per test case (process kills and pauses, network cuts, blackholes,
-// delays and lost replies through internal/faultproxy, broker and server
-// crashes, poison messages, rebalance storms, a group reset) and checks the
+// delays and lost replies through internal/testsupport/faultproxy, broker and
+// server crashes, poison messages, rebalance storms, a group reset) and checks the
 // pipeline's invariants once the consumers caught up:
 //
 //	I1 exact sums per window (1m, 1h) and dimension set against ground truth
@@ -27,7 +27,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // binary is the consumer binary, built once by TestMain.
@@ -47,7 +47,6 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	stopOwnBroker()
 	cleanup()
 	os.Exit(code)
 }

@@ -62,7 +62,7 @@ func (m *offsetMonitor) sample() {
 	committed, err := s.adm.committed(ctx, s.group, s.topic, n)
 	if err == nil {
 		var prog map[int]chunkProgress
-		prog, err = s.ch.progress(ctx, s.topic, false)
+		prog, err = s.ch.progress(ctx, s.topic)
 		if err == nil {
 			m.record(epoch, committed, prog)
 			return

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // consumer is one running consumer process.

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usage-rollup/usage-rollup/internal/check"
 	"github.com/usage-rollup/usage-rollup/internal/events"
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/check"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 func eventsConfig() events.Config { return events.DefaultConfig() }
@@ -234,7 +234,7 @@ const methodNotes = `
 
 - Each case has its own topic, consumer group and ClickHouse database. Consumers are the real binary
   (` + "`go build ./cmd/consumer`" + `) run as processes; faults are signals to those processes, the broker and the
-  ClickHouse server, or modes of ` + "`internal/faultproxy`" + ` between a consumer and Kafka (the broker's PROXIED
+  ClickHouse server, or modes of ` + "`internal/testsupport/faultproxy`" + ` between a consumer and Kafka (the broker's PROXIED
   listener) or ClickHouse.
 - I4 polls Kafka first and ClickHouse second: durable progress only grows, so a correct consumer always has
   committed(t1) <= progress(t1) + 1 <= progress(t2) + 1 for t1 < t2. Polling ClickHouse first would flag a commit

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,10 +19,10 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
-	"github.com/usage-rollup/usage-rollup/internal/faultproxy"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/faultproxy"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // Settings every consumer of the suite runs with. Small chunks make every
@@ -269,7 +270,7 @@ func (s *scenario) lagState(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	prog, err := s.ch.progress(ctx, s.topic, false)
+	prog, err := s.ch.progress(ctx, s.topic)
 	if err != nil {
 		return "", err
 	}
@@ -365,10 +366,16 @@ func (s *scenario) verify(o verifyOpts) *verified {
 			s.t.Fatalf("the log-derived truth disagrees with the generators (test bug):\n%s", summarize(d, 10))
 		}
 	}
-	lateAvail := s.lateAvailable(ctx)
+	// The migrations create the late columns: without them I6 fails, it is
+	// not a case to skip, and the reads below cannot run.
+	if missing := s.missingLateColumns(ctx); len(missing) > 0 {
+		s.res.fail(s.t, "I6 late counts", "no column "+strings.Join(missing, ", ")+" although the migrations create it")
+		s.t.FailNow()
+	}
 
-	// I1: per workspace/model against the generators (internal/check), and per
-	// window start and full dimension set against the log.
+	// I1: per workspace/model against the generators
+	// (internal/testsupport/check), and per window start and full dimension
+	// set against the log.
 	var i1 []string
 	if s.want != nil && !o.skipGeneratorCheck {
 		for _, d := range s.checkDiff(ctx) {
@@ -377,22 +384,18 @@ func (s *scenario) verify(o verifyOpts) *verified {
 	}
 	v := &verified{tr: tr, groups: map[string]map[groupKey]measures{}}
 	for w := range windowSizes {
-		got, err := s.ch.groups(ctx, w, s.topic, lateAvail)
+		got, err := s.ch.groups(ctx, w, s.topic)
 		if err != nil {
 			s.t.Fatal(err)
 		}
 		v.groups[w] = got
-		want := tr.windows[w]
-		if !lateAvail {
-			want = withoutLate(want)
-		}
-		i1 = append(i1, diffGroups(w, want, got)...)
+		i1 = append(i1, diffGroups(w, tr.windows[w], got)...)
 	}
 	groups1m, groups1h := len(tr.windows["1m"]), len(tr.windows["1h"])
 	s.res.check(s.t, "I1 exact sums", i1, fmt.Sprintf("%d accepted events in %d 1m and %d 1h groups exact", acc, groups1m, groups1h))
 
 	// I2: per partition, the chunks' counts cover the log without gaps.
-	prog, err := s.ch.progress(ctx, s.topic, lateAvail)
+	prog, err := s.ch.progress(ctx, s.topic)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -454,29 +457,25 @@ func (s *scenario) verify(o verifyOpts) *verified {
 		s.res.na("I9 dead letters", "consumers run without DEAD_LETTER_TOPIC")
 	}
 
-	// I6: late counts, once the consumer has them.
-	if lateAvail {
-		var i6 []string
-		var chLate uint64
-		for _, pr := range prog {
-			chLate += pr.late
-		}
-		if chLate != tr.late {
-			i6 = append(i6, fmt.Sprintf("usage_chunk_progress.late sums to %d, log has %d late events", chLate, tr.late))
-		}
-		for w, groups := range v.groups {
-			var sum uint64
-			for _, m := range groups {
-				sum += m.Late
-			}
-			if sum != tr.late {
-				i6 = append(i6, fmt.Sprintf("usage_%s.late_events sums to %d, log has %d", w, sum, tr.late))
-			}
-		}
-		s.res.check(s.t, "I6 late counts", i6, fmt.Sprintf("%d late events (allowed lateness %s) counted exactly", tr.late, allowedLateness))
-	} else {
-		s.res.na("I6 late counts", "not yet available: usage_1m has no late_events column")
+	// I6: late counts.
+	var i6 []string
+	var chLate uint64
+	for _, pr := range prog {
+		chLate += pr.late
 	}
+	if chLate != tr.late {
+		i6 = append(i6, fmt.Sprintf("usage_chunk_progress.late sums to %d, log has %d late events", chLate, tr.late))
+	}
+	for w, groups := range v.groups {
+		var sum uint64
+		for _, m := range groups {
+			sum += m.Late
+		}
+		if sum != tr.late {
+			i6 = append(i6, fmt.Sprintf("usage_%s.late_events sums to %d, log has %d", w, sum, tr.late))
+		}
+	}
+	s.res.check(s.t, "I6 late counts", i6, fmt.Sprintf("%d late events (allowed lateness %s) counted exactly", tr.late, allowedLateness))
 	return v
 }
 
@@ -496,26 +495,25 @@ func (s *scenario) checkDiff(ctx context.Context) []string {
 	return out
 }
 
-// lateAvailable reports whether the consumer writes late counts (I6).
-func (s *scenario) lateAvailable(ctx context.Context) bool {
-	ok, err := s.ch.hasColumn(ctx, "usage_1m", "late_events")
-	if err != nil {
-		s.t.Fatalf("look up late_events: %v", err)
+// missingLateColumns returns the late-count columns I6 reads that the
+// case's database lacks, as table.column.
+func (s *scenario) missingLateColumns(ctx context.Context) []string {
+	columns := [][2]string{{"usage_chunk_progress", "late"}}
+	for w := range windowSizes {
+		columns = append(columns, [2]string{"usage_" + w, "late_events"})
 	}
-	if !ok {
-		return false
+	var missing []string
+	for _, c := range columns {
+		ok, err := s.ch.hasColumn(ctx, c[0], c[1])
+		if err != nil {
+			s.t.Fatalf("look up %s.%s: %v", c[0], c[1], err)
+		}
+		if !ok {
+			missing = append(missing, c[0]+"."+c[1])
+		}
 	}
-	ok, err = s.ch.hasColumn(ctx, "usage_chunk_progress", "late")
-	return err == nil && ok
-}
-
-func withoutLate(in map[groupKey]measures) map[groupKey]measures {
-	out := make(map[groupKey]measures, len(in))
-	for k, m := range in {
-		m.Late = 0
-		out[k] = m
-	}
-	return out
+	slices.Sort(missing)
+	return missing
 }
 
 // stopAll sends SIGTERM to every live consumer and requires clean exits.

@@ -18,9 +18,9 @@ import (
 
 // withFailpoints wraps w in the test build's failpoints (go build -tags
 // faults; the end-to-end tests and the fault suite build the consumer so).
-// FAULT_CRASH_AFTER_WRITES=N makes the process SIGKILL itself right after its
-// Nth successful batch write, before that batch's offset is committed: a
-// crash between a durable write and its commit.
+// FAULT_CRASH_AFTER_WRITES=N makes the process SIGKILL itself right after the
+// write that made its Nth batch durable, before those batches' offsets are
+// committed: a crash between a durable write and its commit.
 func withFailpoints(w consumer.BatchWriter, log zerolog.Logger) (consumer.BatchWriter, error) {
 	v := os.Getenv("FAULT_CRASH_AFTER_WRITES")
 	if v == "" {
@@ -43,12 +43,12 @@ type crashAfterWrites struct {
 	log    zerolog.Logger
 }
 
-func (c *crashAfterWrites) Write(ctx context.Context, b *aggregate.Batch) error {
-	if err := c.BatchWriter.Write(ctx, b); err != nil {
+func (c *crashAfterWrites) WriteBatches(ctx context.Context, bs []*aggregate.Batch) error {
+	if err := c.BatchWriter.WriteBatches(ctx, bs); err != nil {
 		return err
 	}
-	if c.writes.Add(1) == c.n {
-		c.log.Warn().Int64("last_offset", b.Progress.LastOffset).Msg("failpoint: killing the process between write and commit")
+	if n := c.writes.Add(int64(len(bs))); n >= c.n && n-int64(len(bs)) < c.n {
+		c.log.Warn().Int64("last_offset", bs[len(bs)-1].Progress.LastOffset).Msg("failpoint: killing the process between write and commit")
 		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 		select {} // SIGKILL cannot be caught; wait for it to land
 	}

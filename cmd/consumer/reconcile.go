@@ -10,6 +10,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/audit"
+	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
 )
 
 // reconcile prints, per partition, what the rollup tables account for next
@@ -51,18 +52,13 @@ func reconcile(ctx context.Context, cfg config, rd *audit.Reader, k *kafka.Clien
 func logOffsets(ctx context.Context, k *kafka.Client, group, topic string, progress []audit.PartitionProgress) (ends, committed map[int]int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	reqs := make([]kafka.OffsetRequest, len(progress))
 	ids := make([]int, len(progress))
 	for i, p := range progress {
-		reqs[i], ids[i] = kafka.LastOffsetOf(int(p.Partition)), int(p.Partition)
+		ids[i] = int(p.Partition)
 	}
-	res, err := k.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	ends, err = kafkaoffsets.Ends(ctx, k, topic, ids...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list end offsets of %q: %w", topic, err)
-	}
-	ends = map[int]int64{}
-	for _, po := range res.Topics[topic] {
-		ends[po.Partition] = po.LastOffset
+		return nil, nil, fmt.Errorf("list end offsets: %w", err)
 	}
 	fetched, err := k.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
 	if err != nil {

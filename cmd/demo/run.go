@@ -14,12 +14,13 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
-	"github.com/usage-rollup/usage-rollup/internal/check"
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/check"
 )
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -122,17 +123,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // waitCaughtUp waits until ClickHouse holds progress up to every partition's end.
 func waitCaughtUp(ctx context.Context, rd *audit.Reader, brokers []string, topic string, partitions int) error {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
-	reqs := make([]kafka.OffsetRequest, partitions)
-	for p := range partitions {
-		reqs[p] = kafka.LastOffsetOf(p)
-	}
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	ends, err := kafkaoffsets.Ends(ctx, client, topic, kafkaoffsets.Partitions(partitions)...)
 	if err != nil {
 		return fmt.Errorf("list end offsets: %w", err)
-	}
-	ends := map[int32]int64{}
-	for _, p := range res.Topics[topic] {
-		ends[int32(p.Partition)] = p.LastOffset
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -142,7 +135,7 @@ func waitCaughtUp(ctx context.Context, rd *audit.Reader, brokers []string, topic
 		}
 		done := 0
 		for _, p := range prog {
-			if p.NextOffset >= ends[p.Partition] {
+			if p.NextOffset >= ends[int(p.Partition)] {
 				done++
 			}
 		}

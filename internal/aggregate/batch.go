@@ -113,6 +113,16 @@ type Batch struct {
 	Progress Progress
 }
 
+// Len returns the rows the batch writes: rollup rows of every window and
+// rejections.
+func (b *Batch) Len() int {
+	n := len(b.Rejected)
+	for i := range b.Windows {
+		n += len(b.Windows[i].Rows)
+	}
+	return n
+}
+
 // Version is the ReplacingMergeTree version of every row in the batch.
 func (b *Batch) Version() uint64 { return uint64(b.Progress.LastOffset) }
 

@@ -20,12 +20,14 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
 )
 
-// BatchWriter makes batches durable. It must be safe for concurrent use by
-// all partition goroutines and must respect ctx.
+// BatchWriter makes batches durable. It must be safe for concurrent use and
+// must respect ctx. The consumer calls it from one goroutine, the coalescer,
+// which merges the writes of all partitions.
 type BatchWriter interface {
-	Write(ctx context.Context, b *aggregate.Batch) error
-	// WriteFinality records how far a partition's windows are complete.
-	WriteFinality(ctx context.Context, f aggregate.Finality) error
+	// WriteBatches writes batches of any partitions together.
+	WriteBatches(ctx context.Context, bs []*aggregate.Batch) error
+	// WriteFinalities records how far partitions' windows are complete.
+	WriteFinalities(ctx context.Context, fs []aggregate.Finality) error
 	// ReadChunk returns what is stored of one chunk of a partition, for a
 	// chunk the log can no longer reproduce in full (aggregate.ChunkState.Carry).
 	ReadChunk(ctx context.Context, topic string, partition int32, chunk int64) (*aggregate.StoredChunk, error)
@@ -67,6 +69,8 @@ type Consumer struct {
 	status      *status
 	// budget bounds the fetched bytes all partition readers hold at once.
 	budget *partitionlog.Budget
+	// out merges the partitions' writes into one INSERT per table.
+	out *coalescer
 }
 
 // dialTimeout bounds connecting to a broker, TLS and SASL included.
@@ -104,6 +108,7 @@ func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log
 		status:    newStatus(),
 		budget:    partitionlog.NewBudget(fetchBuffer(cfg.FetchBufferBytes, cfg.FetchMaxBytes, debug.SetMemoryLimit(-1))),
 	}
+	c.out = newCoalescer(w, agg.MaxBatchRows, c.metrics, c.log)
 	if cfg.DeadLetterTopic != "" {
 		c.deadLetters = &kafka.Writer{
 			Addr:         kafka.TCP(cfg.Brokers...),
@@ -157,9 +162,15 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info().Strs("brokers", c.cfg.Brokers).Str("topic", c.cfg.Topic).Str("group", c.cfg.GroupID).
 		Object("kafka_security", c.cfg.Security).Msg("joining consumer group")
 
+	// The poller and the coalescer outlive ctx: partitions do their final
+	// flushes after it ends, and stop only after group.Close returned.
 	pollCtx, stopPolling := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		c.out.run(pollCtx)
+	}()
 	go func() {
 		defer wg.Done()
 		c.pollEndOffsets(pollCtx)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +16,12 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/audit"
-	"github.com/usage-rollup/usage-rollup/internal/check"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/check"
 	"github.com/usage-rollup/usage-rollup/internal/testsupport/rollupfake"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 func TestMain(m *testing.M) {
@@ -50,30 +50,13 @@ func caughtUp(t *rollupfake.Table, ends map[int]int64) bool {
 	return true
 }
 
-func brokers(t *testing.T) []string {
-	t.Helper()
-	bs := strings.Split(os.Getenv("KAFKA_BROKERS"), ",")
-	if bs[0] == "" {
-		bs = []string{"127.0.0.1:9092"}
-	}
-	c, err := net.DialTimeout("tcp", bs[0], 2*time.Second)
-	if err != nil {
-		if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("kafka %s unreachable: %v", bs[0], err)
-		}
-		t.Skipf("kafka %s unreachable: %v", bs[0], err)
-	}
-	c.Close()
-	return bs
-}
-
 // TestOutageIsRetriedAndShutdownFlushes runs the loop against a real broker
 // with a writer that is down for a while mid-stream: no partition goroutine
 // gives up (which would end the generation), nothing is committed past what
 // was written, the sums come out exact once the writer is back, and
 // cancelling Run flushes and commits everything.
 func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
-	bs := brokers(t)
+	bs := servicetest.NeedKafka(t)
 	ctx := context.Background()
 	topic := fmt.Sprintf("consumer-test-%d-%d", time.Now().Unix(), rand.IntN(1e6))
 	const partitions = 4
@@ -201,19 +184,18 @@ func anyAbove(m map[int]int64, v int64) bool {
 
 func endOffset(t *testing.T, c *kafka.Client, topic string, p int) int64 {
 	t.Helper()
-	res, err := c.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(p)}}})
+	ends, err := kafkaoffsets.Ends(context.Background(), c, topic, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res.Topics[topic][0].LastOffset
+	return ends[p]
 }
 
 // TestDeadLettersCarryTheOriginalMessage checks the dead-letter path against
 // the real broker: every malformed message arrives on the dead-letter topic
 // byte for byte, with headers naming the reason and its source offset.
 func TestDeadLettersCarryTheOriginalMessage(t *testing.T) {
-	bs := brokers(t)
+	bs := servicetest.NeedKafka(t)
 	ctx := context.Background()
 	topic := fmt.Sprintf("consumer-dlq-%d-%d", time.Now().Unix(), rand.IntN(1e6))
 	dlq := topic + "-dead"

@@ -19,6 +19,7 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/events"
 	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 func TestRefusedForGood(t *testing.T) {
@@ -74,7 +75,7 @@ func TestTruncatedKeepsKeyAndHeaders(t *testing.T) {
 // unchanged: they end as written (compressed, or one by one), truncated, or
 // counted and dropped, never in an endless retry.
 func TestDeadLettersTheTopicRefuses(t *testing.T) {
-	bs := brokers(t)
+	bs := servicetest.NeedKafka(t)
 	base := fmt.Sprintf("consumer-dlq-refuse-%d-%d", time.Now().Unix(), rand.IntN(1e6))
 	random := func(n int) []byte {
 		b := make([]byte, n)
@@ -171,7 +172,7 @@ func TestDeadLettersTheTopicRefuses(t *testing.T) {
 // TestDeadLettersWaitForTheTopic checks that a transient failure (the topic
 // does not exist yet) is retried until it heals: nothing is dropped.
 func TestDeadLettersWaitForTheTopic(t *testing.T) {
-	bs := brokers(t)
+	bs := servicetest.NeedKafka(t)
 	dlq := fmt.Sprintf("consumer-dlq-late-%d-%d", time.Now().Unix(), rand.IntN(1e6))
 	w, c := deadLetterWorker(t, bs, dlq+"-src", dlq)
 	w.add(7, &partitionlog.Record{Offset: 7, Time: time.Now(), Key: []byte("k"), Value: []byte("{")}, &events.RejectError{Reason: events.ReasonInvalidJSON})

@@ -16,7 +16,7 @@ func (l *partitionLoop) writeFinality(ctx context.Context, closedMs, maxEventMs,
 	}
 	f := aggregate.Finality{Topic: l.topic, Partition: int32(l.partition), ClosedThroughMs: closedMs,
 		MaxEventTimeMs: maxEventMs, CommittedOffset: next, Idle: idle}
-	if err := l.c.writer.WriteFinality(ctx, f); err != nil {
+	if err := l.c.out.writeFinality(ctx, f); err != nil {
 		l.log.Warn().Err(err).Msg("write usage_progress; retried at the next flush")
 		return
 	}

@@ -23,6 +23,7 @@ type metrics struct {
 	dlTruncated   prometheus.Counter
 	dlDropped     prometheus.Counter
 	writes        prometheus.Counter
+	inserts       prometheus.Counter
 	rows          *prometheus.CounterVec
 	writeErrors   *prometheus.CounterVec
 	writeTime     prometheus.Histogram
@@ -65,6 +66,7 @@ func newMetrics(reg prometheus.Registerer, windows []string) *metrics {
 		dlDropped:     counter("usage_rollup_dead_letters_dropped_total", "Rejected messages the dead-letter topic refused even truncated: no dead letter written; usage_rejected keeps their row."),
 		deadLetterErr: f.NewCounterVec(prometheus.CounterOpts{Name: "usage_rollup_dead_letter_errors_total", Help: "Failed dead-letter writes, by class: transient (attempt retried: broker unavailable, or a batch too large retried message by message) or permanent (a message refused for good, then written truncated or dropped)."}, []string{"class"}),
 		writes:        counter("usage_rollup_batches_written_total", "Batches written to ClickHouse."),
+		inserts:       counter("usage_rollup_insert_rounds_total", "Coalesced writes to ClickHouse: one INSERT per table for the batches of all partitions that flushed together."),
 		commits:       counter("usage_rollup_offset_commits_total", "Offset commits sent after a durable write."),
 		commitErrs:    counter("usage_rollup_offset_commit_errors_total", "Offset commits that failed (harmless: the commit is only a resume hint)."),
 		chunks:        counter("usage_rollup_chunks_completed_total", "Chunks written completely (each partition's log is cut into CHUNK_SIZE offsets)."),

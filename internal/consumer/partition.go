@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/backoff"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
 	"github.com/usage-rollup/usage-rollup/internal/partitionlog"
 )
 
@@ -61,7 +61,7 @@ func newPartitionLoop(c *Consumer, gen committer, partition int) *partitionLoop 
 		dead = &deadLetters{writer: c.deadLetters, topic: l.topic, partition: partition, log: l.log,
 			met: c.metrics, backoffMax: c.cfg.RetryBackoffMax}
 	}
-	store := &partitionStore{w: c.writer, dead: dead, topic: l.topic, partition: int32(partition),
+	store := &partitionStore{out: c.out.write, w: c.writer, dead: dead, topic: l.topic, partition: int32(partition),
 		met: c.metrics, log: l.log, backoffMax: c.cfg.RetryBackoffMax}
 	l.proc = &processor{
 		agg:     c.agg,
@@ -292,29 +292,13 @@ func (l *partitionLoop) finish(ctx context.Context, stopReading context.CancelFu
 // its log end, retrying until ctx ends.
 func (l *partitionLoop) logBounds(ctx context.Context) (first, end int64, ok bool) {
 	err := backoff.Retry(ctx, l.c.cfg.RetryBackoffMax, func() error {
-		var err error
-		first, end, err = listBounds(ctx, l.c.client, l.topic, l.partition)
+		bounds, err := kafkaoffsets.List(ctx, l.c.client, l.topic, l.partition)
+		first, end = bounds[l.partition].First, bounds[l.partition].End
 		return err
 	}, func(err error, _ int, next time.Duration) {
 		l.log.Warn().Err(err).Dur("retry_in", next).Msg("list log start and end offsets; retrying")
 	})
 	return first, end, err == nil
-}
-
-// listBounds returns a partition's first retained offset and its log end.
-func listBounds(ctx context.Context, client *kafka.Client, topic string, partition int) (first, end int64, err error) {
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)}},
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, po := range res.Topics[topic] {
-		if po.Partition == partition {
-			return po.FirstOffset, po.LastOffset, po.Error
-		}
-	}
-	return 0, 0, errors.New("partition missing from the ListOffsets response")
 }
 
 // pastLogEndReport is how often a partition whose committed offset lies past

@@ -166,7 +166,12 @@ func newTestProcessor(t *testing.T, table *rollupfake.Table, agg aggregate.Confi
 	committed := int64(-1)
 	return &processor{
 		agg: agg, topic: "usage", part: 0, log: log, met: met,
-		store: &partitionStore{w: table, topic: "usage", partition: 0, met: met, log: log, backoffMax: 100 * time.Millisecond},
+		store: &partitionStore{
+			out: func(ctx context.Context, b *aggregate.Batch) error {
+				return table.WriteBatches(ctx, []*aggregate.Batch{b})
+			},
+			w: table, topic: "usage", partition: 0, met: met, log: log, backoffMax: 100 * time.Millisecond,
+		},
 		durable: func(_ context.Context, b *aggregate.Batch, _ bool) {
 			if next := b.Progress.LastOffset + 1; next > committed { // commits only move forward
 				committed = next

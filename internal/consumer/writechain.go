@@ -18,6 +18,9 @@ import (
 // goroutine that returned would end the generation for every partition
 // (kafka-go). It also reads stored chunks back, retried the same way.
 type partitionStore struct {
+	// out makes one batch durable (in production the coalescer's write);
+	// w reads stored chunks and classifies errors.
+	out        func(ctx context.Context, b *aggregate.Batch) error
 	w          BatchWriter
 	dead       *deadLetters // nil: no dead-letter topic
 	topic      string
@@ -38,16 +41,7 @@ func (s *partitionStore) Write(ctx context.Context, b *aggregate.Batch) error {
 		}
 	}
 	err := backoff.Retry(ctx, s.backoffMax, func() error {
-		start := time.Now()
-		err := s.w.Write(ctx, b)
-		if err == nil {
-			s.met.writes.Inc()
-			s.met.writeTime.Observe(time.Since(start).Seconds())
-			for _, wr := range b.Windows {
-				s.met.rows.WithLabelValues(wr.Window.Name).Add(float64(len(wr.Rows)))
-			}
-		}
-		return err
+		return s.out(ctx, b)
 	}, func(err error, attempt int, next time.Duration) {
 		level, class := zerolog.WarnLevel, "transient"
 		if !s.w.Transient(err) {

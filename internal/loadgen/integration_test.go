@@ -4,42 +4,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-)
 
-// testBrokers returns the broker of KAFKA_BROKERS (default: the one
-// scripts/kafka.sh starts). It skips the test when nothing listens there,
-// unless USAGE_ROLLUP_REQUIRE_SERVICES=1 makes that a failure.
-func testBrokers(t *testing.T) []string {
-	t.Helper()
-	env := os.Getenv("KAFKA_BROKERS")
-	if env == "" {
-		env = "127.0.0.1:9092"
-	}
-	brokers := strings.Split(env, ",")
-	conn, err := net.DialTimeout("tcp", brokers[0], 2*time.Second)
-	if err != nil {
-		msg := fmt.Sprintf("Kafka not reachable at %s (start it with scripts/kafka.sh start): %v", brokers[0], err)
-		if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	conn.Close()
-	return brokers
-}
+	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
+)
 
 // TestProduceKafka writes a stream to a fresh 4-partition topic and reads it
 // back: every message arrives, each key stays in one partition, and each
 // partition holds its messages in generation order.
 func TestProduceKafka(t *testing.T) {
-	brokers := testBrokers(t)
+	brokers := servicetest.NeedKafka(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	transport := &kafka.Transport{}
@@ -106,13 +84,11 @@ func TestProduceKafka(t *testing.T) {
 // readPartition reads partition p from the beginning to its end offset.
 func readPartition(ctx context.Context, t *testing.T, client *kafka.Client, brokers []string, topic string, p int) []message {
 	t.Helper()
-	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		topic: {kafka.LastOffsetOf(p)},
-	}})
+	ends, err := kafkaoffsets.Ends(ctx, client, topic, p)
 	if err != nil {
-		t.Fatalf("list offsets of partition %d: %v", p, err)
+		t.Fatal(err)
 	}
-	end := res.Topics[topic][0].LastOffset
+	end := ends[p]
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: brokers, Topic: topic, Partition: p,
 		MaxWait: 100 * time.Millisecond,

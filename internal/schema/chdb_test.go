@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // chdbScript runs the rendered migrations on the ClickHouse embedded in chDB.

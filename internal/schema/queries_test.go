@@ -16,7 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
-	"github.com/usage-rollup/usage-rollup/internal/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // The analyst and alert queries in schemas/queries, and the cost views, are

@@ -223,3 +223,40 @@ func yyyymm(ts time.Time) uint64 {
 	ts = ts.UTC()
 	return uint64(ts.Year()*100 + int(ts.Month()))
 }
+
+// TestWriteBatchesIsOneInsertPerTable writes the batches of 16 partitions
+// together: every row arrives, and each table gets one INSERT, however many
+// partitions the batches come from.
+func TestWriteBatchesIsOneInsertPerTable(t *testing.T) {
+	s := newTestSink(t)
+	insertProbe(t, s)
+	const partitions = 16
+	var bs []*aggregate.Batch
+	for p := range int32(partitions) {
+		b := rollup(0, 0, 9, row(t0, fmt.Sprintf("w%d", p), "gpt-4o", 2, 5))
+		b.Partition = p
+		b.Windows = append(b.Windows, aggregate.WindowRows{Window: w1h, Rows: []aggregate.Row{row(t0, fmt.Sprintf("w%d", p), "gpt-4o", 2, 5)}})
+		b.Rejected = []aggregate.Rejection{{Offset: 7, Reason: "invalid_json", RecordTime: time.Unix(t0, 0), Size: 1, Payload: []byte("{")}}
+		bs = append(bs, b)
+	}
+	if err := s.WriteBatches(t.Context(), bs); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := viewSums(t, s, "usage_1m", "1"), (sums{partitions, 2 * partitions, 15 * partitions}); got != want {
+		t.Errorf("usage_1m = %+v, want %+v", got, want)
+	}
+	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_rejected"); got != partitions {
+		t.Errorf("usage_rejected has %d rows, want %d (one per partition)", got, partitions)
+	}
+	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_chunk_progress"); got != partitions {
+		t.Errorf("usage_chunk_progress has %d rows, want %d", got, partitions)
+	}
+	m := yyyymm(time.Unix(t0, 0))
+	want := []probeRow{
+		{"usage_rollup_1m", 1, m, m, partitions}, {"usage_rollup_1h", 1, m, m, partitions},
+		{"usage_rejected_log", 1, m, m, partitions}, {"usage_chunks", 1, m, m, partitions},
+	}
+	if got := probeRows(t, s); !slices.Equal(got, want) {
+		t.Errorf("inserted blocks (table, months, first, last, rows):\n got %v\nwant %v", got, want)
+	}
+}

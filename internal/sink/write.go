@@ -25,40 +25,52 @@ const (
 	progressColumns = "topic, `partition`, closed_through, max_event_time, committed_offset, idle, advanced_at"
 )
 
-// Write inserts one batch: the rows of each window table with rows, then the
-// rejected messages if any, and always one usage_chunks progress row, last,
-// so that progress never runs ahead of the rows it describes. A table's rows
-// go in one INSERT unless they span more than maxMonthsPerInsert months;
-// then in several, in ascending month order, each spanning at most that many
-// (see splitByMonth). Every row carries version b.Version(); written_at and
+// Write inserts one batch; see WriteBatches.
+func (s *Sink) Write(ctx context.Context, b *aggregate.Batch) error {
+	return s.WriteBatches(ctx, []*aggregate.Batch{b})
+}
+
+// WriteBatches inserts batches, of any partitions, together: one INSERT per
+// window table with the rows of all of them, then one for their rejected
+// messages if any, and always one for their usage_chunks progress rows, last,
+// so that progress never runs ahead of the rows it describes. So the number
+// of INSERTs (and of parts ClickHouse creates) depends on how often the
+// caller writes, not on how many partitions it writes for. A table's rows go
+// in one INSERT unless they span more than maxMonthsPerInsert months; then in
+// several, in ascending month order, each spanning at most that many (see
+// splitByMonth). Every row carries its batch's version; written_at and
 // rejected_at are Config.Now.
 //
-// Write is not atomic across tables. A failure leaves some tables written,
-// which is harmless: the caller retries the same batch (or a longer prefix),
-// and the FINAL views then show each group once. Write does not keep b.
-func (s *Sink) Write(ctx context.Context, b *aggregate.Batch) error {
+// WriteBatches is not atomic across tables, nor across the batches of one
+// INSERT's parts. A failure leaves some rows written, which is harmless: the
+// callers retry the same batches (or longer prefixes), and the FINAL views
+// then show each group once. It does not keep the batches.
+func (s *Sink) WriteBatches(ctx context.Context, bs []*aggregate.Batch) error {
+	if len(bs) == 0 {
+		return nil
+	}
 	writtenAt := utcSeconds(s.cfg.Now().Unix())
-	for i := range b.Windows {
-		wr := &b.Windows[i]
-		if len(wr.Rows) == 0 {
-			continue
-		}
-		if err := s.writeRollup(ctx, b, wr, writtenAt); err != nil {
-			return fmt.Errorf("insert usage_rollup_%s (topic %s partition %d chunk %d): %w",
-				wr.Window.Name, b.Topic, b.Partition, b.Chunk, err)
+	for w := range bs[0].Windows {
+		if err := s.writeRollup(ctx, bs, w, writtenAt); err != nil {
+			return fmt.Errorf("insert usage_rollup_%s (%s): %w", bs[0].Windows[w].Window.Name, describe(bs), err)
 		}
 	}
-	if len(b.Rejected) > 0 {
-		if err := s.writeRejected(ctx, b, writtenAt); err != nil {
-			return fmt.Errorf("insert usage_rejected_log (topic %s partition %d chunk %d): %w",
-				b.Topic, b.Partition, b.Chunk, err)
-		}
+	if err := s.writeRejected(ctx, bs, writtenAt); err != nil {
+		return fmt.Errorf("insert usage_rejected_log (%s): %w", describe(bs), err)
 	}
-	if err := s.writeProgress(ctx, b, writtenAt); err != nil {
-		return fmt.Errorf("insert usage_chunks (topic %s partition %d chunk %d): %w",
-			b.Topic, b.Partition, b.Chunk, err)
+	if err := s.writeProgress(ctx, bs, writtenAt); err != nil {
+		return fmt.Errorf("insert usage_chunks (%s): %w", describe(bs), err)
 	}
 	return nil
+}
+
+// describe names the batches of a write for its error messages.
+func describe(bs []*aggregate.Batch) string {
+	b := bs[0]
+	if len(bs) == 1 {
+		return fmt.Sprintf("topic %s partition %d chunk %d", b.Topic, b.Partition, b.Chunk)
+	}
+	return fmt.Sprintf("topic %s, %d batches from partition %d chunk %d on", b.Topic, len(bs), b.Partition, b.Chunk)
 }
 
 // insert prepares query, lets fill append rows and sends them, all within
@@ -152,10 +164,22 @@ func (r *rollupBuffers) columns() []any {
 	return append(cols, r.writtenAt)
 }
 
-func (s *Sink) writeRollup(ctx context.Context, b *aggregate.Batch, wr *aggregate.WindowRows, writtenAt int64) error {
-	query, ok := s.windows[wr.Window.Name]
+func (s *Sink) writeRollup(ctx context.Context, bs []*aggregate.Batch, w int, writtenAt int64) error {
+	name := bs[0].Windows[w].Window.Name
+	query, ok := s.windows[name]
 	if !ok {
-		return fmt.Errorf("window %s is not configured in the sink (ROLLUP_WINDOWS)", wr.Window.Name)
+		return fmt.Errorf("window %s is not configured in the sink (ROLLUP_WINDOWS)", name)
+	}
+	// Every row of the window, over all batches, as (batch, row) positions.
+	type at struct{ b, r int32 }
+	var rows []at
+	for bi, b := range bs {
+		for ri := range b.Windows[w].Rows {
+			rows = append(rows, at{int32(bi), int32(ri)})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
 	}
 	buf, _ := s.rollupBufs.Get().(*rollupBuffers)
 	if buf == nil {
@@ -165,8 +189,9 @@ func (s *Sink) writeRollup(ctx context.Context, b *aggregate.Batch, wr *aggregat
 		buf.release()
 		s.rollupBufs.Put(buf)
 	}()
-	for i := range wr.Rows {
-		buf.months = append(buf.months, monthIndex(wr.Rows[i].WindowStart))
+	row := func(x at) *aggregate.Row { return &bs[x.b].Windows[w].Rows[x.r] }
+	for _, x := range rows {
+		buf.months = append(buf.months, monthIndex(row(x).WindowStart))
 	}
 	send := func() error {
 		return s.insert(ctx, query, func(ins batch) error {
@@ -180,15 +205,15 @@ func (s *Sink) writeRollup(ctx context.Context, b *aggregate.Batch, wr *aggregat
 	}
 	groups := splitByMonth(buf.months, maxMonthsPerInsert)
 	if groups == nil {
-		for i := range wr.Rows {
-			buf.add(b, &wr.Rows[i], writtenAt)
+		for _, x := range rows {
+			buf.add(bs[x.b], row(x), writtenAt)
 		}
 		return send()
 	}
 	for _, g := range groups {
 		buf.reset()
 		for _, i := range g {
-			buf.add(b, &wr.Rows[i], writtenAt)
+			buf.add(bs[rows[i].b], row(rows[i]), writtenAt)
 		}
 		if err := send(); err != nil {
 			return fmt.Errorf("months %s to %s: %w", monthName(buf.months[g[0]]), monthName(buf.months[g[len(g)-1]]), err)
@@ -197,29 +222,40 @@ func (s *Sink) writeRollup(ctx context.Context, b *aggregate.Batch, wr *aggregat
 	return nil
 }
 
-func (s *Sink) writeRejected(ctx context.Context, b *aggregate.Batch, rejectedAt int64) error {
+func (s *Sink) writeRejected(ctx context.Context, bs []*aggregate.Batch, rejectedAt int64) error {
+	type at struct{ b, r int }
+	var rows []at
+	for bi, b := range bs {
+		for ri := range b.Rejected {
+			rows = append(rows, at{bi, ri})
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
 	query := "INSERT INTO " + s.database + ".usage_rejected_log (" + rejectedColumns + ")"
 	// record_time decides the partition; it must be the same on every
 	// replay, hence the record's own timestamp, clamped, not the clock.
-	recordTimes := make([]int64, len(b.Rejected))
-	months := make([]int32, len(b.Rejected))
-	for i := range b.Rejected {
-		if rt := b.Rejected[i].RecordTime; !rt.IsZero() {
+	recordTimes := make([]int64, len(rows))
+	months := make([]int32, len(rows))
+	for i, x := range rows {
+		if rt := bs[x.b].Rejected[x.r].RecordTime; !rt.IsZero() {
 			recordTimes[i] = utcSeconds(rt.Unix())
 		}
 		months[i] = monthIndex(recordTimes[i])
 	}
-	send := func(rows []int) error {
+	send := func(idx []int) error {
 		return s.insert(ctx, query, func(ins batch) error {
-			for _, i := range rows {
-				r := &b.Rejected[i]
+			for _, i := range idx {
+				b := bs[rows[i].b]
+				r := &b.Rejected[rows[i].r]
 				payload := r.Payload
 				if len(payload) > aggregate.MaxRejectedPayload {
 					payload = payload[:aggregate.MaxRejectedPayload]
 				}
 				if err := ins.Append(b.Topic, b.Partition, r.Offset, r.Reason, r.Field, r.Detail,
 					recordTimes[i], uint64(max(r.Size, 0)), payload, rejectedAt); err != nil {
-					return fmt.Errorf("append offset %d: %w", r.Offset, err)
+					return fmt.Errorf("append partition %d offset %d: %w", b.Partition, r.Offset, err)
 				}
 			}
 			return nil
@@ -227,7 +263,7 @@ func (s *Sink) writeRejected(ctx context.Context, b *aggregate.Batch, rejectedAt
 	}
 	groups := splitByMonth(months, maxMonthsPerInsert)
 	if groups == nil {
-		all := make([]int, len(b.Rejected))
+		all := make([]int, len(rows))
 		for i := range all {
 			all[i] = i
 		}
@@ -241,31 +277,51 @@ func (s *Sink) writeRejected(ctx context.Context, b *aggregate.Batch, rejectedAt
 	return nil
 }
 
-func (s *Sink) writeProgress(ctx context.Context, b *aggregate.Batch, writtenAt int64) error {
+func (s *Sink) writeProgress(ctx context.Context, bs []*aggregate.Batch, writtenAt int64) error {
 	query := "INSERT INTO " + s.database + ".usage_chunks (" + chunkColumns + ")"
-	p := &b.Progress
 	return s.insert(ctx, query, func(ins batch) error {
-		return ins.Append(b.Topic, b.Partition, b.Chunk, p.FirstOffset, p.LastOffset,
-			p.Accepted, p.Rejected, p.Duplicates, p.Late, utcSeconds(p.MaxEventTimeMs/1000),
-			utcSeconds(p.WatermarkMs/1000), writtenAt)
+		for _, b := range bs {
+			p := &b.Progress
+			if err := ins.Append(b.Topic, b.Partition, b.Chunk, p.FirstOffset, p.LastOffset,
+				p.Accepted, p.Rejected, p.Duplicates, p.Late, utcSeconds(p.MaxEventTimeMs/1000),
+				utcSeconds(p.WatermarkMs/1000), writtenAt); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
-// WriteFinality records that f.Partition's windows are complete through
-// f.ClosedThroughMs. The caller writes it only after the rows it covers are
-// durable, and only when it advanced; the table keeps the largest value.
+// WriteFinality records one partition's finality; see WriteFinalities.
 func (s *Sink) WriteFinality(ctx context.Context, f aggregate.Finality) error {
-	query := "INSERT INTO " + s.database + ".usage_progress_log (" + progressColumns + ")"
-	idle := uint8(0)
-	if f.Idle {
-		idle = 1
+	return s.WriteFinalities(ctx, []aggregate.Finality{f})
+}
+
+// WriteFinalities records, in one INSERT, that each f.Partition's windows are
+// complete through f.ClosedThroughMs. The caller writes one only after the
+// rows it covers are durable, and only when it advanced; the table keeps the
+// largest value.
+func (s *Sink) WriteFinalities(ctx context.Context, fs []aggregate.Finality) error {
+	if len(fs) == 0 {
+		return nil
 	}
+	query := "INSERT INTO " + s.database + ".usage_progress_log (" + progressColumns + ")"
+	advancedAt := utcSeconds(s.cfg.Now().Unix())
 	err := s.insert(ctx, query, func(ins batch) error {
-		return ins.Append(f.Topic, f.Partition, utcSeconds(f.ClosedThroughMs/1000), utcSeconds(f.MaxEventTimeMs/1000),
-			f.CommittedOffset, idle, utcSeconds(s.cfg.Now().Unix()))
+		for _, f := range fs {
+			idle := uint8(0)
+			if f.Idle {
+				idle = 1
+			}
+			if err := ins.Append(f.Topic, f.Partition, utcSeconds(f.ClosedThroughMs/1000), utcSeconds(f.MaxEventTimeMs/1000),
+				f.CommittedOffset, idle, advancedAt); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("insert usage_progress_log (topic %s partition %d): %w", f.Topic, f.Partition, err)
+		return fmt.Errorf("insert usage_progress_log (topic %s, %d partitions): %w", fs[0].Topic, len(fs), err)
 	}
 	return nil
 }

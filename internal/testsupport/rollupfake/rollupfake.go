@@ -105,6 +105,31 @@ func (t *Table) Write(_ context.Context, b *aggregate.Batch) error {
 	return nil
 }
 
+// WriteBatches writes each batch as Write does, stopping at the first error.
+// While Down, every batch counts as a refused write of its partition.
+func (t *Table) WriteBatches(ctx context.Context, bs []*aggregate.Batch) error {
+	if t.Down.Load() {
+		for _, b := range bs {
+			_ = t.Write(ctx, b)
+		}
+		return ErrDown
+	}
+	for _, b := range bs {
+		if err := t.Write(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteFinalities accepts finality rows (the fake does not keep them).
+func (t *Table) WriteFinalities(context.Context, []aggregate.Finality) error {
+	if t.Down.Load() {
+		return ErrDown
+	}
+	return nil
+}
+
 // ReadChunk returns the newest segment's rows and the progress row of a
 // chunk, as the sink reads them with FINAL.
 func (t *Table) ReadChunk(_ context.Context, _ string, partition int32, chunk int64) (*aggregate.StoredChunk, error) {

@@ -35,14 +35,16 @@ type Services struct {
 // with USAGE_ROLLUP_REQUIRE_SERVICES=1 (as in CI) it fails instead.
 func Need(t testing.TB) Services {
 	t.Helper()
-	s := Services{
-		Brokers:    strings.Split(EnvOr("KAFKA_BROKERS", "127.0.0.1:9092"), ","),
-		ClickHouse: EnvOr("CLICKHOUSE_ADDR", "127.0.0.1:9000"),
-	}
-	for _, addr := range []string{s.Brokers[0], s.ClickHouse} {
-		reach(t, addr)
-	}
-	return s
+	return Services{Brokers: NeedKafka(t), ClickHouse: NeedClickHouse(t)}
+}
+
+// NeedKafka returns the brokers (KAFKA_BROKERS), for tests that need no
+// ClickHouse; it skips or fails like Need.
+func NeedKafka(t testing.TB) []string {
+	t.Helper()
+	brokers := strings.Split(EnvOr("KAFKA_BROKERS", "127.0.0.1:9092"), ",")
+	Reach(t, brokers[0])
+	return brokers
 }
 
 // NeedClickHouse returns the ClickHouse address (CLICKHOUSE_ADDR), for tests
@@ -50,29 +52,29 @@ func Need(t testing.TB) Services {
 func NeedClickHouse(t testing.TB) string {
 	t.Helper()
 	addr := EnvOr("CLICKHOUSE_ADDR", "127.0.0.1:9000")
-	reach(t, addr)
+	Reach(t, addr)
 	return addr
 }
 
-// reach skips the test when nothing accepts a TCP connection at addr, or
+// Reach skips the test when nothing accepts a TCP connection at addr, or
 // fails it when USAGE_ROLLUP_REQUIRE_SERVICES=1.
-func reach(t testing.TB, addr string) {
+func Reach(t testing.TB, addr string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
-		skipOrFail(t, "service %s unreachable: %v (start them with scripts/test.sh)", addr, err)
+		Unavailable(t, "service %s unreachable: %v (start them with scripts/test.sh)", addr, err)
 		return
 	}
 	c.Close()
 }
 
-// Required reports whether missing services fail tests instead of skipping
-// them (USAGE_ROLLUP_REQUIRE_SERVICES=1, as in CI).
-func Required() bool { return os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" }
-
-func skipOrFail(t testing.TB, format string, args ...any) {
+// Unavailable ends a test that cannot run because a service, file or tool
+// it needs is missing: it skips, or fails when USAGE_ROLLUP_REQUIRE_SERVICES=1
+// (as in scripts/test.sh and CI), so that a missing service cannot turn a
+// run green. Every test that needs a service ends through it.
+func Unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	if Required() {
+	if os.Getenv("USAGE_ROLLUP_REQUIRE_SERVICES") == "1" {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
@@ -82,7 +84,7 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 // any package can run it.
 func chdbCheck() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "scripts", "chdb_check.py")
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "chdb_check.py")
 }
 
 // NeedChDB returns the version of the ClickHouse embedded in chDB (Python),
@@ -91,7 +93,7 @@ func chdbCheck() string {
 func NeedChDB(t testing.TB) string {
 	t.Helper()
 	if err := exec.Command("python3", "-c", "import chdb").Run(); err != nil {
-		skipOrFail(t, "python3 with chdb is not available (scripts/chdb.sh install): %v", err)
+		Unavailable(t, "python3 with chdb is not available (scripts/chdb.sh install): %v", err)
 		return ""
 	}
 	out, err := exec.Command("python3", chdbCheck(), "version").CombinedOutput()
