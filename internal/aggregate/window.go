@@ -1,10 +1,14 @@
 package aggregate
 
 import (
+	"regexp"
+
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Window is one tumbling window size. Windows are aligned to the Unix epoch in
@@ -95,4 +99,32 @@ func (w Window) Start(ms int64) int64 {
 		start -= size
 	}
 	return start
+}
+
+// canonicalName matches the names ParseWindow produces; they become part of
+// table and view names, so nothing else may pass.
+var canonicalName = regexp.MustCompile(`^[0-9]+[smhd]$`)
+
+// IsWindowName reports whether name is a canonical window name, such as 1m or
+// 1h: safe to splice into a table or view name.
+func IsWindowName(name string) bool { return canonicalName.MatchString(name) }
+
+// CheckWindows reports, as a *fielderr.Error on field "Windows", an empty
+// list, a name that is not canonical, or a window listed twice. The writer
+// and the schema, which turn names into table names, both check with it.
+func CheckWindows(ws []Window) error {
+	if len(ws) == 0 {
+		return fielderr.New("Windows", "must list at least one window size")
+	}
+	seen := make(map[string]bool, len(ws))
+	for _, w := range ws {
+		if !IsWindowName(w.Name) {
+			return fielderr.New("Windows", "name %q is not canonical (like 1m or 1h)", w.Name)
+		}
+		if seen[w.Name] {
+			return fielderr.New("Windows", "lists %s twice", w.Name)
+		}
+		seen[w.Name] = true
+	}
+	return nil
 }

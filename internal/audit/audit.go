@@ -8,7 +8,6 @@ package audit
 import (
 	"context"
 	"errors"
-	"regexp"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -30,10 +29,6 @@ var _ Conn = (*chconn.Conn)(nil)
 // reader's: its name would be spliced into a view name.
 var ErrUnknownWindow = errors.New("not a configured window")
 
-// windowName matches the canonical names aggregate.ParseWindow produces.
-// Only such names are spliced into SQL, even if configured otherwise.
-var windowName = regexp.MustCompile(`^[0-9]+[smhd]$`)
-
 // Reader reads one database's rollups. It is safe for concurrent use and
 // does not own the connection.
 type Reader struct {
@@ -49,7 +44,7 @@ type Reader struct {
 func New(c Conn, windows []aggregate.Window) *Reader {
 	r := &Reader{conn: c, database: "`" + c.Database() + "`", windows: make(map[string]bool, len(windows))}
 	for _, w := range windows {
-		r.windows[w.Name] = windowName.MatchString(w.Name)
+		r.windows[w.Name] = aggregate.IsWindowName(w.Name)
 	}
 	return r
 }

@@ -117,6 +117,23 @@ func (c *Conn) QueryRow(ctx context.Context, query string, args ...any) driver.R
 	return c.conn.QueryRow(ctx, query, args...)
 }
 
+// Insert prepares query (an INSERT naming its columns), lets fill append the
+// rows and sends them, all within the statement timeout.
+func (c *Conn) Insert(ctx context.Context, query string, fill func(driver.Batch) error) error {
+	ctx, cancel := c.StatementContext(ctx)
+	defer cancel()
+	b, err := c.conn.PrepareBatch(ctx, query)
+	if err != nil {
+		return err
+	}
+	// Close ends the INSERT with no rows if fill fails; after Send it is a no-op.
+	defer b.Close()
+	if err := fill(b); err != nil {
+		return err
+	}
+	return b.Send()
+}
+
 // PrepareBatch starts an INSERT whose rows the caller appends and sends.
 func (c *Conn) PrepareBatch(ctx context.Context, query string, opts ...driver.PrepareBatchOption) (driver.Batch, error) {
 	return c.conn.PrepareBatch(ctx, query, opts...)

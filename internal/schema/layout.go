@@ -178,7 +178,7 @@ func (s *Schema) EnsureLayout(ctx context.Context, topic string, l Layout) error
 	if !ok {
 		query := "INSERT INTO " + s.database + ".usage_settings" +
 			" (topic, chunk_size, max_groups, segment_inputs, layout_version, created_at)"
-		err := s.insert(ctx, query, func(b driver.Batch) error {
+		err := s.conn.Insert(ctx, query, func(b driver.Batch) error {
 			return b.Append(topic, l.ChunkSize, l.MaxGroups, l.SegmentInputs, uint8(layoutVersion), s.cfg.Now())
 		})
 		if err != nil {

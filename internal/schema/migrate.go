@@ -106,7 +106,7 @@ func (s *Schema) appliedMigrations(ctx context.Context) (map[string]bool, error)
 }
 
 func (s *Schema) recordMigration(ctx context.Context, m Migration) error {
-	err := s.insert(ctx, "INSERT INTO "+s.database+".schema_migrations (version, name, applied_at)",
+	err := s.conn.Insert(ctx, "INSERT INTO "+s.database+".schema_migrations (version, name, applied_at)",
 		func(b driver.Batch) error { return b.Append(m.Version, m.Name, s.cfg.Now()) })
 	if err != nil {
 		return fmt.Errorf("record migration %s: %w", m.Name, err)

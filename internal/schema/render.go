@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,10 +99,6 @@ func parseVersion(version string) (major, minor int, err error) {
 	return major, minor, nil
 }
 
-// windowName matches the canonical names aggregate.ParseWindow produces; they
-// become part of table names.
-var windowName = regexp.MustCompile(`^[0-9]+[smhd]$`)
-
 // RenderMigrations renders the embedded migrations for a server of the given
 // version, a database and the configured windows, in the order they must run.
 // It touches no server, so the DDL for any version can be inspected or
@@ -117,7 +112,7 @@ func renderMigrations(fsys fs.FS, version, database string, windows []aggregate.
 		return nil, fmt.Errorf("render migrations: database %q is not a plain identifier", database)
 	}
 	for _, w := range windows {
-		if !windowName.MatchString(w.Name) {
+		if !aggregate.IsWindowName(w.Name) {
 			return nil, fmt.Errorf("render migrations: window name %q is not canonical", w.Name)
 		}
 	}

@@ -18,8 +18,6 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
-
-	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Config is what the schema depends on besides the connection.
@@ -35,20 +33,7 @@ type Config struct {
 
 // Validate reports the first invalid field as a *fielderr.Error.
 func (c Config) Validate() error {
-	if len(c.Windows) == 0 {
-		return fielderr.New("Windows", "must list at least one window size")
-	}
-	seen := make(map[string]bool, len(c.Windows))
-	for _, w := range c.Windows {
-		if !windowName.MatchString(w.Name) {
-			return fielderr.New("Windows", "name %q is not canonical (like 1m or 1h)", w.Name)
-		}
-		if seen[w.Name] {
-			return fielderr.New("Windows", "lists %s twice", w.Name)
-		}
-		seen[w.Name] = true
-	}
-	return nil
+	return aggregate.CheckWindows(c.Windows)
 }
 
 // Conn is the part of a ClickHouse connection (chconn.Conn) the schema uses.
@@ -56,7 +41,7 @@ type Conn interface {
 	Exec(ctx context.Context, query string, args ...any) error
 	Query(ctx context.Context, query string, args ...any) (driver.Rows, error)
 	QueryRow(ctx context.Context, query string, args ...any) driver.Row
-	PrepareBatch(ctx context.Context, query string, opts ...driver.PrepareBatchOption) (driver.Batch, error)
+	Insert(ctx context.Context, query string, fill func(driver.Batch) error) error
 	StatementContext(ctx context.Context) (context.Context, context.CancelFunc)
 	Database() string
 	Version() string
@@ -95,21 +80,4 @@ func New(c Conn, cfg Config, log zerolog.Logger) (*Schema, error) {
 		database:   "`" + c.Database() + "`",
 		migrations: migrations,
 	}, nil
-}
-
-// insert prepares query, lets fill append rows and sends them, all within
-// the statement timeout.
-func (s *Schema) insert(ctx context.Context, query string, fill func(driver.Batch) error) error {
-	ctx, cancel := s.conn.StatementContext(ctx)
-	defer cancel()
-	b, err := s.conn.PrepareBatch(ctx, query)
-	if err != nil {
-		return err
-	}
-	// Close ends the INSERT with no rows if fill fails; after Send it is a no-op.
-	defer b.Close()
-	if err := fill(b); err != nil {
-		return err
-	}
-	return b.Send()
 }

@@ -1,12 +1,9 @@
 package sink
 
 import (
-	"regexp"
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
-
-	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Config is what the writer depends on besides the connection
@@ -28,24 +25,7 @@ func DefaultConfig() Config {
 	return Config{Windows: aggregate.DefaultConfig().Windows}
 }
 
-// windowName matches the canonical names aggregate.ParseWindow produces; they
-// become part of table names.
-var windowName = regexp.MustCompile(`^[0-9]+[smhd]$`)
-
 // Validate reports the first invalid field as a *fielderr.Error.
 func (c Config) Validate() error {
-	if len(c.Windows) == 0 {
-		return fielderr.New("Windows", "must list at least one window size")
-	}
-	seen := make(map[string]bool, len(c.Windows))
-	for _, w := range c.Windows {
-		if !windowName.MatchString(w.Name) {
-			return fielderr.New("Windows", "name %q is not canonical (like 1m or 1h)", w.Name)
-		}
-		if seen[w.Name] {
-			return fielderr.New("Windows", "lists %s twice", w.Name)
-		}
-		seen[w.Name] = true
-	}
-	return nil
+	return aggregate.CheckWindows(c.Windows)
 }

@@ -28,7 +28,7 @@ import (
 type Conn interface {
 	Query(ctx context.Context, query string, args ...any) (driver.Rows, error)
 	QueryRow(ctx context.Context, query string, args ...any) driver.Row
-	PrepareBatch(ctx context.Context, query string, opts ...driver.PrepareBatchOption) (driver.Batch, error)
+	Insert(ctx context.Context, query string, fill func(driver.Batch) error) error
 	StatementContext(ctx context.Context) (context.Context, context.CancelFunc)
 	Database() string
 }

@@ -73,23 +73,6 @@ func describe(bs []*aggregate.Batch) string {
 	return fmt.Sprintf("topic %s, %d batches from partition %d chunk %d on", b.Topic, len(bs), b.Partition, b.Chunk)
 }
 
-// insert prepares query, lets fill append rows and sends them, all within
-// the statement timeout.
-func (s *Sink) insert(ctx context.Context, query string, fill func(batch) error) error {
-	ctx, cancel := s.conn.StatementContext(ctx)
-	defer cancel()
-	b, err := s.conn.PrepareBatch(ctx, query)
-	if err != nil {
-		return err
-	}
-	// Close ends the INSERT with no rows if fill fails; after Send it is a no-op.
-	defer b.Close()
-	if err := fill(b); err != nil {
-		return err
-	}
-	return b.Send()
-}
-
 // rollupBuffers holds one batch's rows column by column, so each column is
 // appended with one call and no per-value boxing.
 type rollupBuffers struct {
@@ -194,7 +177,7 @@ func (s *Sink) writeRollup(ctx context.Context, bs []*aggregate.Batch, w int, wr
 		buf.months = append(buf.months, monthIndex(row(x).WindowStart))
 	}
 	send := func() error {
-		return s.insert(ctx, query, func(ins batch) error {
+		return s.conn.Insert(ctx, query, func(ins batch) error {
 			for i, col := range buf.columns() {
 				if err := ins.Column(i).Append(col); err != nil {
 					return fmt.Errorf("append column %d: %w", i, err)
@@ -245,7 +228,7 @@ func (s *Sink) writeRejected(ctx context.Context, bs []*aggregate.Batch, rejecte
 		months[i] = monthIndex(recordTimes[i])
 	}
 	send := func(idx []int) error {
-		return s.insert(ctx, query, func(ins batch) error {
+		return s.conn.Insert(ctx, query, func(ins batch) error {
 			for _, i := range idx {
 				b := bs[rows[i].b]
 				r := &b.Rejected[rows[i].r]
@@ -279,7 +262,7 @@ func (s *Sink) writeRejected(ctx context.Context, bs []*aggregate.Batch, rejecte
 
 func (s *Sink) writeProgress(ctx context.Context, bs []*aggregate.Batch, writtenAt int64) error {
 	query := "INSERT INTO " + s.database + ".usage_chunks (" + chunkColumns + ")"
-	return s.insert(ctx, query, func(ins batch) error {
+	return s.conn.Insert(ctx, query, func(ins batch) error {
 		for _, b := range bs {
 			p := &b.Progress
 			if err := ins.Append(b.Topic, b.Partition, b.Chunk, p.FirstOffset, p.LastOffset,
@@ -307,7 +290,7 @@ func (s *Sink) WriteFinalities(ctx context.Context, fs []aggregate.Finality) err
 	}
 	query := "INSERT INTO " + s.database + ".usage_progress_log (" + progressColumns + ")"
 	advancedAt := utcSeconds(s.cfg.Now().Unix())
-	err := s.insert(ctx, query, func(ins batch) error {
+	err := s.conn.Insert(ctx, query, func(ins batch) error {
 		for _, f := range fs {
 			idle := uint8(0)
 			if f.Idle {
