@@ -48,7 +48,6 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 		"CHUNK_SIZE=400",
 		"FLUSH_INTERVAL=300ms",
 		"SHUTDOWN_TIMEOUT=5s", // below the session timeout
-		"METRICS_ADDR=127.0.0.1:0",
 		"LOG_LEVEL=info",
 	}
 
@@ -70,7 +69,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	a := startConsumer(t, "a1", env, "FAULT_CRASH_AFTER_WRITES=8")
 	b := startConsumer(t, "b1", env)
 	a.waitKilled(60 * time.Second)
-	if !strings.Contains(a.out.String(), "failpoint: killing the process between write and commit") {
+	if !strings.Contains(a.Out.String(), "failpoint: killing the process between write and commit") {
 		t.Fatal("a1 died without passing the write/commit failpoint")
 	}
 	a = startConsumer(t, "a2", env)
@@ -82,7 +81,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	b.kill9()
 	held := killUncommitted(t, kc, group, topic, b, u)
 	t.Logf("%s kill -9'd %s after %s started, holding at least %d records read past its committed offsets",
-		b.name, time.Since(waitFrom).Round(time.Millisecond), a.name, held)
+		b.Name, time.Since(waitFrom).Round(time.Millisecond), a.Name, held)
 	b = startConsumer(t, "b2", env)
 
 	var p produced
@@ -101,7 +100,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	took := waitExact(t, rd, topic, want, ends)
 	t.Logf("phase 1 (crash between insert and commit, kill -9, restarts): exact %s after the producer finished", took)
 	for _, c := range []*consumer{a, b} {
-		t.Logf("%s stopped %s after SIGTERM", c.name, c.term(30*time.Second))
+		t.Logf("%s stopped %s after SIGTERM", c.Name, c.term(30*time.Second))
 	}
 	reconcileOK(t, env)
 	committed := committedOffsets(t, kc, group, topic, partitions)

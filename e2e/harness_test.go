@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,15 +28,7 @@ import (
 var binary string // the consumer binary built once by TestMain
 
 func TestMain(m *testing.M) {
-	bin, cleanup, err := servicetest.BuildConsumer("../cmd/consumer")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = bin
-	code := m.Run()
-	cleanup()
-	os.Exit(code)
+	os.Exit(servicetest.RunWithConsumer(m, "../cmd/consumer", &binary, nil))
 }
 
 func randomName(prefix string) string {
@@ -47,84 +37,39 @@ func randomName(prefix string) string {
 
 // consumer is one running consumer process.
 type consumer struct {
-	t    *testing.T
-	name string
-	cmd  *exec.Cmd
-	out  *servicetest.SyncBuffer
-	done chan struct{}
-	err  error
+	*servicetest.Process
+	t *testing.T
 }
 
 // startConsumer runs the binary with the base environment plus extra
 // variables ("K=V"). Its output is printed if the test fails.
 func startConsumer(t *testing.T, name string, env []string, extra ...string) *consumer {
 	t.Helper()
-	c := &consumer{t: t, name: name, out: &servicetest.SyncBuffer{}, done: make(chan struct{})}
-	c.cmd = exec.Command(binary)
-	c.cmd.Env = append(append(os.Environ(), env...), extra...)
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		c.err = c.cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-c.done:
-		default:
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
-		if t.Failed() {
-			t.Logf("--- output of %s (last 4 KB):\n%s", name, tail(c.out.String(), 4096))
-		}
-	})
-	return c
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
+	return &consumer{Process: servicetest.StartProcess(t, binary, name, "", append(env, extra...)...), t: t}
 }
 
 // kill9 sends SIGKILL and waits for the process to be gone.
-func (c *consumer) kill9() {
-	c.t.Helper()
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.done
-}
+func (c *consumer) kill9() { c.Kill9() }
 
 // term sends SIGTERM and requires a clean exit (status 0) within limit.
 func (c *consumer) term(limit time.Duration) time.Duration {
 	c.t.Helper()
-	start := time.Now()
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(limit):
-		c.t.Fatalf("%s did not exit within %s of SIGTERM", c.name, limit)
+	took, err := c.Term(limit)
+	if err != nil {
+		c.t.Fatal(err)
 	}
-	if c.err != nil {
-		c.t.Fatalf("%s exited with %v after SIGTERM, want status 0", c.name, c.err)
-	}
-	return time.Since(start)
+	return took
 }
 
 // waitKilled waits until the process died of SIGKILL (the failpoint).
 func (c *consumer) waitKilled(limit time.Duration) {
 	c.t.Helper()
-	select {
-	case <-c.done:
-	case <-time.After(limit):
-		c.t.Fatalf("%s still running after %s; failpoint never fired", c.name, limit)
+	killed, err := c.WaitExit(limit)
+	if err != nil {
+		c.t.Fatalf("%v; failpoint never fired", err)
 	}
-	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		c.t.Fatalf("%s ended with %v, want death by SIGKILL", c.name, c.cmd.ProcessState)
+	if !killed {
+		c.t.Fatalf("%s ended with %v, want death by SIGKILL", c.Name, c.Cmd.ProcessState)
 	}
 }
 

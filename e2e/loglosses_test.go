@@ -4,16 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -66,7 +60,6 @@ func baseEnv(svc servicetest.Services, topic, group, db string, extra ...string)
 		"CLICKHOUSE_ADDR=" + svc.ClickHouse,
 		"CLICKHOUSE_DATABASE=" + db,
 		"SHUTDOWN_TIMEOUT=5s",
-		"METRICS_ADDR=127.0.0.1:0",
 		"LOG_LEVEL=info",
 	}, extra...)
 }
@@ -150,7 +143,7 @@ func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
 			t.Fatalf("after the deletion: usage_%s has %d requests and %d input tokens, want 151 and 1510", w, req, in)
 		}
 	}
-	if !strings.Contains(c.out.String(), "continuing it from stored rows") {
+	if !strings.Contains(c.Out.String(), "continuing it from stored rows") {
 		t.Fatal("the restarted consumer did not say it continued the chunk from stored rows")
 	}
 
@@ -241,17 +234,16 @@ func TestCommittedOffsetPastLogEndIsLoud(t *testing.T) {
 	if err != nil || res.Topics[topic][0].Error != nil {
 		t.Fatalf("commit 5000: %v %v", err, res)
 	}
-	addr := freeAddr(t)
 	env := baseEnv(svc, topic, group, db, "FLUSH_INTERVAL=1s")
-	c := startConsumer(t, "oor1", env, "METRICS_ADDR="+addr)
+	c := startConsumer(t, "oor1", env)
 	eventually(t, 60*time.Second, "out-of-range metric", func() string {
-		body := scrape(addr)
+		body, _ := c.Scrape()
 		if !strings.Contains(body, `usage_rollup_offset_out_of_range{partition="0"} 1`) {
 			return "metric not set"
 		}
 		return ""
 	})
-	if !strings.Contains(c.out.String(), "committed offset is past the log end") {
+	if !strings.Contains(c.Out.String(), "committed offset is past the log end") {
 		t.Fatal("no error logged for a committed offset past the log end")
 	}
 	c.term(30 * time.Second)
@@ -260,52 +252,5 @@ func TestCommittedOffsetPastLogEndIsLoud(t *testing.T) {
 	}
 	if got := committedOffsets(t, kc, group, topic, 1)[0]; got != 5000 {
 		t.Fatalf("committed offset moved to %d; it must stay for the operator to decide", got)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func scrape(addr string) string {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return ""
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-// TestReconcileDoesNotMigrate runs `consumer reconcile` against a database
-// that was never migrated, with CLICKHOUSE_MIGRATE=true in its environment:
-// reconcile is a read, so it must fail on the missing tables and leave the
-// server as it found it.
-func TestReconcileDoesNotMigrate(t *testing.T) {
-	svc := servicetest.Need(t)
-	topic, db := randomName("rec"), randomName("rec")
-	cmd := exec.Command(binary, "reconcile")
-	cmd.Env = append(os.Environ(), baseEnv(svc, topic, randomName("rec"), db, "CLICKHOUSE_MIGRATE=true")...)
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("reconcile succeeded on a database that was never migrated:\n%s", out)
-	}
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{svc.ClickHouse}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var n uint64
-	if err := conn.QueryRow(context.Background(), "SELECT count() FROM system.tables WHERE database = ?", db).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
-		t.Fatalf("reconcile created %d tables in %s: it applied migrations", n, db)
 	}
 }

@@ -96,17 +96,17 @@ func (c *consumer) waitUncommitted(kc *kafka.Client, group, topic string, limit 
 		best = max(best, lower-consumed)
 		u.readsAtLeast = best + consumed
 		if u.readsAtLeast > covered {
-			_ = c.cmd.Process.Signal(syscall.SIGSTOP)
+			_ = c.Cmd.Process.Signal(syscall.SIGSTOP)
 			time.Sleep(freezeSettle)
 			if covered = coveredBy(committedOffsets(c.t, kc, group, topic, partitions), from); u.readsAtLeast > covered {
 				return u
 			}
-			_ = c.cmd.Process.Signal(syscall.SIGCONT)
+			_ = c.Cmd.Process.Signal(syscall.SIGCONT)
 		}
 		last = fmt.Sprintf("generation %d, partitions %v: reads at least %d, commits cover %d", gen, from, u.readsAtLeast, covered)
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.t.Fatalf("%s never provably held uncommitted records within %s: %s", c.name, limit, last)
+	c.t.Fatalf("%s never provably held uncommitted records within %s: %s", c.Name, limit, last)
 	return uncommitted{}
 }
 
@@ -120,7 +120,7 @@ func killUncommitted(t *testing.T, kc *kafka.Client, group, topic string, c *con
 	covered := coveredBy(committed, u.from)
 	if u.readsAtLeast <= covered {
 		t.Fatalf("%s's read positions on the partitions of its last generation (counted from %v) sum to at least %d, their commits %v to %d: nothing uncommitted at the kill",
-			c.name, u.from, u.readsAtLeast, committed, covered)
+			c.Name, u.from, u.readsAtLeast, committed, covered)
 	}
 	return u.readsAtLeast - covered
 }
@@ -141,7 +141,7 @@ func coveredBy(committed, from map[int]int64) int64 {
 // every partition of the generation logged its assignment.
 func (c *consumer) lastGeneration() (gen int, from, resumed map[int]int64) {
 	var want []int
-	for _, line := range strings.Split(c.out.String(), "\n") {
+	for _, line := range strings.Split(c.Out.String(), "\n") {
 		var l struct {
 			Message       string
 			Partitions    []int

@@ -34,19 +34,13 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	bin, cleanup, err := servicetest.BuildConsumer("../cmd/consumer")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = bin
-	code := m.Run()
-	if path := os.Getenv("FAULTS_REPORT"); path != "" {
-		if err := writeReport(path); err != nil {
-			fmt.Fprintln(os.Stderr, "write report:", err)
-			code = 1
+	os.Exit(servicetest.RunWithConsumer(m, "../cmd/consumer", &binary, func(code int) int {
+		if path := os.Getenv("FAULTS_REPORT"); path != "" {
+			if err := writeReport(path); err != nil {
+				fmt.Fprintln(os.Stderr, "write report:", err)
+				return 1
+			}
 		}
-	}
-	cleanup()
-	os.Exit(code)
+		return code
+	}))
 }

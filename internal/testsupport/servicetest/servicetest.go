@@ -176,3 +176,22 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// RunWithConsumer is a TestMain body: it builds the consumer at pkg (with the
+// faults tag) into *binary, runs the tests, then after (if not nil) with the
+// tests' exit code, which it may change, and cleans up. It returns the code
+// for os.Exit.
+func RunWithConsumer(m *testing.M, pkg string, binary *string, after func(code int) int) int {
+	bin, cleanup, err := BuildConsumer(pkg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	*binary = bin
+	code := m.Run()
+	if after != nil {
+		code = after(code)
+	}
+	return code
+}
