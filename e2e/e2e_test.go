@@ -34,22 +34,9 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	}
 	rd := openAudit(t, svc, db)
 	kc := kafkaClient(svc)
-	env := []string{
-		"KAFKA_BROKERS=" + strings.Join(svc.Brokers, ","),
-		"KAFKA_TOPIC=" + topic,
-		"KAFKA_GROUP_ID=" + group,
-		"KAFKA_SESSION_TIMEOUT=6s",
-		"KAFKA_HEARTBEAT_INTERVAL=1s",
-		"KAFKA_REBALANCE_TIMEOUT=20s",
-		"CLICKHOUSE_ADDR=" + svc.ClickHouse,
-		"CLICKHOUSE_DATABASE=" + db,
-		// Small chunks so the stream crosses many chunk boundaries, restarts
-		// warm up a previous chunk, and the dedup horizon is exercised.
-		"CHUNK_SIZE=400",
-		"FLUSH_INTERVAL=300ms",
-		"SHUTDOWN_TIMEOUT=5s", // below the session timeout
-		"LOG_LEVEL=info",
-	}
+	// Small chunks so the stream crosses many chunk boundaries, restarts warm
+	// up a previous chunk, and the dedup horizon is exercised.
+	env := baseEnv(svc, topic, group, db, "CHUNK_SIZE=400", "FLUSH_INTERVAL=300ms")
 
 	gen := loadgen.DefaultConfig()
 	gen.Seed, gen.Count, gen.Rate, gen.Start = 20261127, 24_000, 2_000, time.Now().Add(-time.Minute)

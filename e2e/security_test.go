@@ -2,15 +2,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,6 +23,7 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/security"
 	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/testpki"
 )
 
 // secureServices are the TLS and SASL endpoints of the local servers and the
@@ -261,8 +256,8 @@ func TestKafkaWrongPassword(t *testing.T) {
 // gets alert 46 certificate_unknown.)
 func TestKafkaUntrustedServer(t *testing.T) {
 	s := needSecureServices(t)
-	rogue := writeRoguePKI(t)
-	sec := kconsumer.Security{TLS: security.TLS{Enabled: true, CAFile: rogue.cert, CertFile: s.cert, KeyFile: s.key}}
+	rogue := testpki.Write(t) // a CA and client certificate no server trusts
+	sec := kconsumer.Security{TLS: security.TLS{Enabled: true, CAFile: rogue.CA, CertFile: s.cert, KeyFile: s.key}}
 	dialer, err := sec.Dialer(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +308,7 @@ func TestClickHouseTLS(t *testing.T) {
 func TestClickHouseTLSRejects(t *testing.T) {
 	s := needSecureServices(t)
 	wrong := randomName("wrong-password")
-	rogue := writeRoguePKI(t)
+	rogue := testpki.Write(t) // a CA and client certificate no server trusts
 	for _, tc := range []struct {
 		name   string
 		modify func(*chconn.Config)
@@ -326,9 +321,9 @@ func TestClickHouseTLSRejects(t *testing.T) {
 		// client already finished its side of the handshake, so the client
 		// sees either the server's alert or, if the server closed first, a
 		// reset on its first write. Both are the server refusing the cert.
-		{"untrusted client cert", func(c *chconn.Config) { c.TLS.CertFile, c.TLS.KeyFile = rogue.cert, rogue.key },
+		{"untrusted client cert", func(c *chconn.Config) { c.TLS.CertFile, c.TLS.KeyFile = rogue.Cert, rogue.Key },
 			"unknown certificate authority|connection reset by peer"},
-		{"untrusted server", func(c *chconn.Config) { c.TLS.CAFile = rogue.cert }, "certificate signed by unknown authority"},
+		{"untrusted server", func(c *chconn.Config) { c.TLS.CAFile = rogue.CA }, "certificate signed by unknown authority"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := secureClickHouseConfig(s, "default")
@@ -388,38 +383,6 @@ func dropDatabaseAtCleanup(t *testing.T, s secureServices, db string) {
 			t.Logf("drop %s: %v", db, err)
 		}
 	})
-}
-
-type roguePKI struct{ cert, key string }
-
-// writeRoguePKI writes a self-signed client certificate that no server trusts.
-func writeRoguePKI(t *testing.T) roguePKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "rogue"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	p := roguePKI{cert: filepath.Join(dir, "rogue.pem"), key: filepath.Join(dir, "rogue.key")}
-	for path, block := range map[string]*pem.Block{p.cert: {Type: "CERTIFICATE", Bytes: der}, p.key: {Type: "PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
 }
 
 // containsAny reports whether s contains one of subs.
