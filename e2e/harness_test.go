@@ -45,7 +45,7 @@ type consumer struct {
 // variables ("K=V"). Its output is printed if the test fails.
 func startConsumer(t *testing.T, name string, env []string, extra ...string) *consumer {
 	t.Helper()
-	return &consumer{Process: servicetest.StartProcess(t, binary, name, "", append(env, extra...)...), t: t}
+	return &consumer{Process: servicetest.StartProcess(t, binary, nil, name, "", append(env, extra...)...), t: t}
 }
 
 // kill9 sends SIGKILL and waits for the process to be gone.

@@ -3,12 +3,8 @@
 package faults
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -20,26 +16,16 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
-// consumer is one running consumer process.
+// consumer is one running consumer process: servicetest's, with the
+// names the suite's cases use.
 type consumer struct {
+	*servicetest.Process
 	t       *testing.T
 	name    string
 	cmd     *exec.Cmd
 	out     *servicetest.SyncBuffer
 	metrics string // host:port of its /metrics
-	done    chan struct{}
-	err     error
-}
-
-// freePort returns a loopback address nobody listens on right now.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	done    <-chan struct{}
 }
 
 // startConsumer runs the binary with env plus extra ("K=V", later wins). Its
@@ -47,43 +33,15 @@ func freePort(t *testing.T) string {
 // when FAULTS_LOG_DIR is set.
 func startConsumer(t *testing.T, name string, env []string, extra ...string) *consumer {
 	t.Helper()
-	c := &consumer{t: t, name: name, out: &servicetest.SyncBuffer{}, done: make(chan struct{}), metrics: freePort(t)}
-	c.cmd = exec.Command(binary)
-	c.cmd.Env = append(append(append(os.Environ(), env...), "METRICS_ADDR="+c.metrics), extra...)
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		c.err = c.cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-c.done:
-		default:
-			_ = c.cmd.Process.Signal(syscall.SIGCONT)
-			_ = c.cmd.Process.Kill()
-			<-c.done
-		}
-		if dir := os.Getenv("FAULTS_LOG_DIR"); dir != "" {
-			_ = os.MkdirAll(dir, 0o755)
-			_ = os.WriteFile(fmt.Sprintf("%s/%s-%s.log", dir, sanitize(t.Name()), name), []byte(c.out.String()), 0o644)
-		}
-		if t.Failed() {
-			t.Logf("--- output of %s (last 3 KB):\n%s", name, tail(c.out.String(), 3072))
-		}
-	})
-	return c
+	return startCommand(t, name, nil, env, extra...)
 }
 
-func sanitize(s string) string { return strings.NewReplacer("/", "_", " ", "_").Replace(s) }
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
+// startCommand runs the binary with args (nil: consume) and env plus extra,
+// as startConsumer does.
+func startCommand(t *testing.T, name string, args, env []string, extra ...string) *consumer {
+	t.Helper()
+	p := servicetest.StartProcess(t, binary, args, name, os.Getenv("FAULTS_LOG_DIR"), append(env, extra...)...)
+	return &consumer{Process: p, t: t, name: name, cmd: p.Cmd, out: p.Out, metrics: p.Metrics, done: p.Done()}
 }
 
 func (c *consumer) pid() int { return c.cmd.Process.Pid }
@@ -98,10 +56,7 @@ func (c *consumer) alive() bool {
 }
 
 // kill9 sends SIGKILL and waits for the process to be gone.
-func (c *consumer) kill9() {
-	_ = c.cmd.Process.Signal(syscall.SIGKILL)
-	<-c.done
-}
+func (c *consumer) kill9() { c.Kill9() }
 
 func (c *consumer) signal(sig syscall.Signal) {
 	c.t.Helper()
@@ -111,71 +66,29 @@ func (c *consumer) signal(sig syscall.Signal) {
 }
 
 // term sends SIGTERM and requires a clean exit (status 0) within limit.
-func (c *consumer) term(limit time.Duration) (time.Duration, error) {
-	start := time.Now()
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(limit):
-		c.kill9()
-		return time.Since(start), fmt.Errorf("%s did not exit within %s of SIGTERM", c.name, limit)
-	}
-	if c.err != nil {
-		return time.Since(start), fmt.Errorf("%s exited with %v after SIGTERM, want status 0", c.name, c.err)
-	}
-	return time.Since(start), nil
-}
+func (c *consumer) term(limit time.Duration) (time.Duration, error) { return c.Term(limit) }
 
 // waitExit waits until the process ended and reports whether SIGKILL ended it.
-func (c *consumer) waitExit(limit time.Duration) (killed bool, err error) {
-	select {
-	case <-c.done:
-	case <-time.After(limit):
-		return false, fmt.Errorf("%s still running after %s", c.name, limit)
-	}
-	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL, nil
-}
+func (c *consumer) waitExit(limit time.Duration) (killed bool, err error) { return c.WaitExit(limit) }
 
 // metric returns the sum of every series of name on the process's /metrics,
 // and whether the name was exposed at all.
 func (c *consumer) metric(name string) (float64, bool, error) {
-	cl := http.Client{Timeout: 2 * time.Second}
-	res, err := cl.Get("http://" + c.metrics + "/metrics")
+	body, err := c.Scrape()
 	if err != nil {
 		return 0, false, err
 	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		return 0, false, err
-	}
-	return parseMetric(string(body), name)
+	return parseMetric(body, name)
 }
 
 // parseMetric sums the samples of name in a Prometheus text exposition.
 func parseMetric(body, name string) (float64, bool, error) {
-	var sum float64
-	found := false
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			continue // a longer name sharing the prefix
-		}
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err != nil {
-			return 0, false, fmt.Errorf("parse %q: %w", line, err)
-		}
-		sum += v
-		found = true
+	all, err := servicetest.ParseMetrics(body)
+	if err != nil {
+		return 0, false, err
 	}
-	return sum, found, sc.Err()
+	v, ok := all[name]
+	return v, ok, nil
 }
 
 // rssBytes reads the resident set size of pid from /proc.
@@ -242,14 +155,14 @@ func runScript(t *testing.T, limit time.Duration, script string, args ...string)
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("%s %s: %w\n%s", script, strings.Join(args, " "), err, tail(out.String(), 2048))
+			return fmt.Errorf("%s %s: %w\n%s", script, strings.Join(args, " "), err, servicetest.Tail(out.String(), 2048))
 		}
-		t.Logf("%s %s: %s", script, strings.Join(args, " "), strings.TrimSpace(tail(out.String(), 300)))
+		t.Logf("%s %s: %s", script, strings.Join(args, " "), strings.TrimSpace(servicetest.Tail(out.String(), 300)))
 		return nil
 	case <-time.After(limit):
 		_ = cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("%s %s did not finish within %s\n%s", script, strings.Join(args, " "), limit, tail(out.String(), 2048))
+		return fmt.Errorf("%s %s did not finish within %s\n%s", script, strings.Join(args, " "), limit, servicetest.Tail(out.String(), 2048))
 	}
 }
 

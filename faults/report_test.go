@@ -58,7 +58,7 @@ func register(id, fault string) *caseResult {
 }
 
 func (r *caseResult) add(c checkResult) {
-	fmt.Printf("    %s %s: %s: %s\n", r.id, c.status, c.name, tail(c.detail, 400))
+	fmt.Printf("    %s %s: %s: %s\n", r.id, c.status, c.name, servicetest.Tail(c.detail, 400))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.checks = append(r.checks, c)

@@ -27,15 +27,16 @@ type Process struct {
 	err     error
 }
 
-// StartProcess runs binary with the test's environment plus env ("K=V",
-// later wins) and METRICS_ADDR on a free port (env may override it). When
+// StartProcess runs binary with args (nil: the service itself) and the
+// test's environment plus env ("K=V", later wins) and METRICS_ADDR on a free
+// port (env may override it). When
 // the test ends it is killed if still running (resumed first, should it be
 // stopped), its output is logged if the test failed, and, with logDir set,
 // written to logDir/<test>-<name>.log.
-func StartProcess(t *testing.T, binary, name, logDir string, env ...string) *Process {
+func StartProcess(t *testing.T, binary string, args []string, name, logDir string, env ...string) *Process {
 	t.Helper()
 	p := &Process{Name: name, Out: &SyncBuffer{}, Metrics: FreeAddr(t), done: make(chan struct{})}
-	p.Cmd = exec.Command(binary)
+	p.Cmd = exec.Command(binary, args...)
 	p.Cmd.Env = append(append(os.Environ(), "METRICS_ADDR="+p.Metrics), env...)
 	p.Cmd.Stdout, p.Cmd.Stderr = p.Out, p.Out
 	if err := p.Cmd.Start(); err != nil {
