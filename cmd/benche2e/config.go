@@ -13,6 +13,7 @@ import (
 // config is the benchmark's configuration, from flags only (the script maps
 // its BENCH_* environment variables to them).
 type config struct {
+	mode            string
 	events          int
 	partitions      []int
 	pipelines       map[string]bool
@@ -28,7 +29,27 @@ type config struct {
 	rawBatch        int
 	seed            int64
 	kafkaVersion    string
+	// cpuProfile, when > 0, fetches a CPU profile of this length from every
+	// usage-rollup run of the batch mode (the consumer gets DEBUG_PPROF=true).
+	cpuProfile time.Duration
+
+	// The steady mode's settings.
+	rate          float64
+	duration      time.Duration
+	warmup        time.Duration
+	consumerLabel string
+	baseline      string // a second consumer binary to compare against; empty: none
+	baselineLabel string
 }
+
+// Modes of -mode.
+const (
+	modeBatch  = "batch"
+	modeSteady = "steady"
+)
+
+// Default partition counts per mode.
+var defaultPartitions = map[string]string{modeBatch: "4,16", modeSteady: "4,16,64"}
 
 // Pipeline keys of -pipelines.
 const (
@@ -42,8 +63,11 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("benche2e", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var partitions, pipelines, brokers, consumerEnv string
-	fs.IntVar(&c.events, "events", 1_000_000, "events to preload per topic (all valid, no duplicates)")
-	fs.StringVar(&partitions, "partitions", "4,16", "comma-separated partition counts; one topic and one run of every pipeline each")
+	fs.StringVar(&c.mode, "mode", modeBatch, "batch: preload -events, time each pipeline's catch-up; "+
+		"steady: produce -rate events/s live and count ClickHouse INSERTs, parts and freshness")
+	fs.IntVar(&c.events, "events", 1_000_000, "batch: events to preload per topic (all valid, no duplicates)")
+	fs.StringVar(&partitions, "partitions", "", "comma-separated partition counts; one topic and one run of every pipeline (consumer) each "+
+		"(default 4,16 in batch mode, 4,16,64 in steady mode)")
 	fs.StringVar(&pipelines, "pipelines", "rollup,engine,raw", "pipelines to run, in this order")
 	fs.StringVar(&brokers, "brokers", "127.0.0.1:9092", "comma-separated Kafka brokers (ClickHouse's Kafka engine uses them too)")
 	fs.StringVar(&c.clickhouse, "clickhouse", "127.0.0.1:9000", "ClickHouse native-protocol address")
@@ -57,8 +81,22 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.rawBatch, "raw-batch", 100_000, "rows per insert of the raw-rows sink")
 	fs.Int64Var(&c.seed, "seed", 1, "generator seed")
 	fs.StringVar(&c.kafkaVersion, "kafka-version", "", "Kafka broker version, for the results file (the script reads it from the broker's jars)")
+	fs.DurationVar(&c.cpuProfile, "cpu-profile", 0, "batch: fetch a CPU profile of this length from each usage-rollup run "+
+		"(DEBUG_PPROF=true; into the log directory); 0: none")
+	fs.Float64Var(&c.rate, "rate", 200, "steady: generated events per second (plus one marker event per second)")
+	fs.DurationVar(&c.duration, "duration", 60*time.Second, "steady: measured window")
+	fs.DurationVar(&c.warmup, "warmup", 15*time.Second, "steady: production before the window (group join, first flushes)")
+	fs.StringVar(&c.consumerLabel, "consumer-label", "usage-rollup", "steady: name of -consumer in the table")
+	fs.StringVar(&c.baseline, "baseline", "", "steady: a second cmd/consumer binary, run before -consumer at every partition count; the table gives -consumer's values divided by its")
+	fs.StringVar(&c.baselineLabel, "baseline-label", "baseline", "steady: name of -baseline in the table")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if _, ok := defaultPartitions[c.mode]; !ok {
+		return c, fmt.Errorf("-mode: %q is neither %s nor %s", c.mode, modeBatch, modeSteady)
+	}
+	if partitions == "" {
+		partitions = defaultPartitions[c.mode]
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -81,11 +119,21 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 
 func (c config) validate() error {
 	switch {
+	case c.mode == modeSteady && c.consumer == "":
+		return errors.New("-consumer is required in steady mode (go build -o consumer ./cmd/consumer)")
+	case c.mode == modeSteady && !(c.rate > 0):
+		return fmt.Errorf("-rate must be > 0, got %g", c.rate)
+	case c.mode == modeSteady && c.duration < time.Second:
+		return fmt.Errorf("-duration must be >= 1s, got %s", c.duration)
+	case c.warmup < 0:
+		return fmt.Errorf("-warmup must be >= 0, got %s", c.warmup)
+	case c.cpuProfile < 0 || (c.cpuProfile > 0 && c.cpuProfile < time.Second):
+		return fmt.Errorf("-cpu-profile must be 0 or >= 1s, got %s", c.cpuProfile)
 	case c.events <= 0:
 		return fmt.Errorf("-events must be > 0, got %d", c.events)
 	case len(c.pipelines) == 0:
 		return errors.New("-pipelines is empty")
-	case c.pipelines[keyRollup] && c.consumer == "":
+	case c.mode == modeBatch && c.pipelines[keyRollup] && c.consumer == "":
 		return errors.New("-consumer is required to run the rollup pipeline (go build -o consumer ./cmd/consumer)")
 	case len(c.brokers) == 0:
 		return errors.New("-brokers is empty")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -39,9 +40,33 @@ func TestParseConfigRejects(t *testing.T) {
 		{"-pipelines", "kafka"},
 		{"-partitions", "4,x", "-pipelines", "engine"},
 		{"-consumer-env", "FLUSH_INTERVAL", "-pipelines", "engine"},
+		{"-mode", "live", "-consumer", "c"},
+		{"-mode", "steady"}, // no -consumer
+		{"-mode", "steady", "-consumer", "c", "-rate", "0"},
+		{"-mode", "steady", "-consumer", "c", "-duration", "0s"},
+		{"-cpu-profile", "10ms", "-consumer", "c"},
 	} {
 		if _, err := parseConfig(args, io.Discard); err == nil {
 			t.Errorf("parseConfig(%q) = nil error", args)
+		}
+	}
+}
+
+func TestPartitionsDefaultPerMode(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []int
+	}{
+		{[]string{"-consumer", "c"}, []int{4, 16}},
+		{[]string{"-mode", "steady", "-consumer", "c"}, []int{4, 16, 64}},
+		{[]string{"-mode", "steady", "-consumer", "c", "-partitions", "16"}, []int{16}},
+	} {
+		cfg, err := parseConfig(tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("parseConfig(%q): %v", tc.args, err)
+		}
+		if !slices.Equal(cfg.partitions, tc.want) {
+			t.Errorf("parseConfig(%q): partitions %v, want %v", tc.args, cfg.partitions, tc.want)
 		}
 	}
 }

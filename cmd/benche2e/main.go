@@ -15,9 +15,17 @@
 // generator's expected totals. It prints one markdown table and writes it,
 // with the run's details, to <out>/e2e-<run>.md.
 //
+// With -mode steady it runs cmd/consumer (and a -baseline binary, to compare
+// two revisions) against a live stream instead: -rate events per second
+// produced to a fresh topic per partition count, and measures over a window
+// the INSERTs ClickHouse receives per table (a materialized-view probe), the
+// parts they create (block numbers), and event-to-queryable latency (a marker
+// event per second, polled in usage_1m). Results go to <out>/steady-<run>.md.
+//
 // Databases, topics and groups of earlier runs (prefixes bench_e2e_ and
-// bench-e2e-) are dropped at the start of a run, not at its end, so that a
-// run's results can be inspected afterwards.
+// bench-e2e-; bench_steady_ and bench-steady- in steady mode) are dropped at
+// the start of a run of the same mode, not at its end, so that a run's
+// results can be inspected afterwards.
 //
 //	benche2e -consumer ./consumer -clickhouse-pid $(cat .run/clickhouse/clickhouse-server.pid)
 package main

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/bench"
@@ -22,12 +24,14 @@ type topicRun struct {
 	logDir     string
 	topic      string
 	partitions int
+	// dbPrefix starts the names of the run's databases (per mode).
+	dbPrefix   string
 	start, end bench.Offsets
 	exp        *loadgen.Expected
 }
 
 func (t *topicRun) name(pipeline string) (db, group string) {
-	db = fmt.Sprintf("%s%s_p%d_%s", dbPrefix, t.runID, t.partitions, pipeline)
+	db = fmt.Sprintf("%s%s_p%d_%s", t.dbPrefix, t.runID, t.partitions, pipeline)
 	return db, t.topic + "-" + pipeline
 }
 
@@ -46,6 +50,8 @@ type measured struct {
 	// just before the run, when no pipeline of the benchmark was running:
 	// what other clients of the shared server add to chCPU.
 	chIdle float64
+	// memory is the process's resident set at catch-up.
+	memory bench.Memory
 }
 
 // timed runs start, then waits for group to catch up, measuring wall time
@@ -81,6 +87,9 @@ func (t *topicRun) timed(ctx context.Context, group string, start func() (*bench
 		if m.consumerCPU, err = bench.CPUSeconds(p.Pid()); err != nil {
 			return m, p, err
 		}
+		if m.memory, err = bench.ReadMemory(p.Pid()); err != nil {
+			return m, p, err
+		}
 		m.hasConsumer = true
 	}
 	if waitErr != nil {
@@ -97,10 +106,11 @@ func (t *topicRun) finish(ctx context.Context, pipeline, db string, m measured, 
 		Elapsed: m.elapsed, ConsumerCPU: m.consumerCPU, HasConsumer: m.hasConsumer,
 		ClickHouseCPU: m.chCPU, HasClickHouse: m.hasCH, ClickHouseIdle: m.chIdle,
 		WantRequests: t.exp.Overall.Requests,
+		Memory:       m.memory, HasMemory: m.hasConsumer,
 	}
 	// Rows and query times are read at rest, after the merges the run
 	// started: more reproducible than whatever moment catch-up happened at.
-	if _, err := t.ch.WaitMerges(ctx, dbPrefix); err != nil {
+	if _, err := t.ch.WaitMerges(ctx, t.dbPrefix); err != nil {
 		return r, err
 	}
 	var err error
@@ -110,16 +120,24 @@ func (t *topicRun) finish(ctx context.Context, pipeline, db string, m measured, 
 	if r.DiskBytes, err = t.ch.DiskBytes(ctx, db); err != nil {
 		return r, err
 	}
-	logf("p=%d %s: %d events in %s (%.0f/s), exact: %t", t.partitions, pipeline, r.Events,
-		r.Elapsed.Round(time.Millisecond), float64(r.Events)/r.Elapsed.Seconds(), len(r.Problems) == 0)
+	logf("p=%d %s: %d events in %s (%.0f/s), exact: %t, RSS at catch-up %.1f MiB (peak %.1f MiB)", t.partitions, pipeline, r.Events,
+		r.Elapsed.Round(time.Millisecond), float64(r.Events)/r.Elapsed.Seconds(), len(r.Problems) == 0,
+		float64(r.Memory.RSS)/(1<<20), float64(r.Memory.Peak)/(1<<20))
 	return r, nil
 }
 
 func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 	db, group := t.name(keyRollup)
+	addr, err := bench.FreeAddr()
+	if err != nil {
+		return bench.Result{}, err
+	}
 	r := bench.Rollup{
 		Binary: t.cfg.consumer, Brokers: t.cfg.brokers, ClickHouse: t.cfg.clickhouse,
-		Database: db, Topic: t.topic, Group: group, Env: t.cfg.consumerEnv,
+		Database: db, Topic: t.topic, Group: group, Env: t.cfg.consumerEnv, MetricsAddr: addr,
+	}
+	if t.cfg.cpuProfile > 0 {
+		r.Env = append(slices.Clone(r.Env), "DEBUG_PPROF=true")
 	}
 	begin := time.Now()
 	if err := r.Migrate(ctx); err != nil {
@@ -130,7 +148,61 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 	if err != nil {
 		return bench.Result{}, err
 	}
-	m, p, err := t.timed(ctx, group, func() (*bench.Process, error) { return r.Start(t.logPath(keyRollup)) })
+	// While the consumer runs: the groups gauge every second, and the CPU
+	// profile when asked for. Both goroutines are waited for below.
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
+	profileCtx, stopProfile := context.WithCancel(ctx)
+	defer stopProfile()
+	var (
+		sampling    sync.WaitGroup
+		maxGauges   = map[string]float64{}
+		profileDone chan error // nil: no profile running
+	)
+	keepMax := func(g map[string]float64) {
+		for k, v := range g {
+			maxGauges[k] = max(maxGauges[k], v)
+		}
+	}
+	m, p, err := t.timed(ctx, group, func() (*bench.Process, error) {
+		p, err := r.Start(t.logPath(keyRollup))
+		if err != nil {
+			return nil, err
+		}
+		sampling.Go(func() {
+			for sleepUntil(sampleCtx, time.Now().Add(time.Second)) == nil {
+				if g, err := bench.Gauges(sampleCtx, addr, memoryGauges...); err == nil {
+					keepMax(g)
+				}
+			}
+		})
+		if t.cfg.cpuProfile > 0 {
+			profileDone = make(chan error, 1)
+			go func() { profileDone <- t.profile(profileCtx, addr) }()
+		}
+		return p, nil
+	})
+	stopSampling()
+	sampling.Wait()
+	var gauges map[string]float64
+	if err == nil {
+		if g, gerr := bench.Gauges(ctx, addr, memoryGauges...); gerr == nil {
+			gauges = g
+			keepMax(g)
+		}
+	}
+	if profileDone != nil {
+		// Caught up: let the profile finish, stopping the consumer would cut
+		// it off. Failed: cut it off.
+		if err != nil {
+			stopProfile()
+		} else {
+			logf("p=%d usage-rollup: caught up; waiting for the CPU profile to end", t.partitions)
+		}
+		if perr := <-profileDone; err == nil {
+			err = perr
+		}
+	}
 	if p != nil {
 		if serr := p.Stop(); serr != nil && err == nil {
 			err = fmt.Errorf("consumer exit after SIGTERM: %w (log: %s)", serr, t.logPath(keyRollup))
@@ -140,7 +212,32 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 		return bench.Result{}, fmt.Errorf("usage-rollup: %w", err)
 	}
 	m.chIdle = idle
-	return t.finish(ctx, bench.PipelineRollup, db, m, r.Windows())
+	res, err := t.finish(ctx, bench.PipelineRollup, db, m, r.Windows())
+	res.Gauges, res.MaxGauges = gauges, maxGauges
+	for _, name := range memoryGauges {
+		logf("p=%d usage-rollup: %s %.0f at catch-up, at most %.0f", t.partitions, name, gauges[name], maxGauges[name])
+	}
+	return res, err
+}
+
+// memoryGauges are the consumer's metrics the batch mode reports with its
+// RSS: rollup groups and their estimated bytes, and the Go heap.
+var memoryGauges = []string{"usage_rollup_groups_in_memory", "usage_rollup_state_bytes", "go_memstats_heap_inuse_bytes"}
+
+// profile fetches a CPU profile of cfg.cpuProfile from the consumer at addr,
+// as soon as its HTTP server answers, into the run's log directory.
+func (t *topicRun) profile(ctx context.Context, addr string) error {
+	if err := bench.WaitOK(ctx, addr, "/livez"); err != nil {
+		return err
+	}
+	path := filepath.Join(t.logDir, fmt.Sprintf("p%d-%s.cpu.pprof", t.partitions, keyRollup))
+	begin := time.Now()
+	if err := bench.CPUProfile(ctx, addr, t.cfg.cpuProfile, path); err != nil {
+		return fmt.Errorf("CPU profile: %w", err)
+	}
+	logf("p=%d usage-rollup: CPU profile of %s (from %s after start) in %s", t.partitions, t.cfg.cpuProfile,
+		time.Since(begin).Round(time.Millisecond)-t.cfg.cpuProfile, path)
+	return nil
 }
 
 func (t *topicRun) runEngine(ctx context.Context) (bench.Result, error) {
@@ -214,7 +311,7 @@ const idleSample = 2 * time.Second
 // of the shared server cause.
 func (t *topicRun) settle(ctx context.Context) (idle float64, err error) {
 	begin := time.Now()
-	ok, err := t.ch.WaitMerges(ctx, dbPrefix)
+	ok, err := t.ch.WaitMerges(ctx, t.dbPrefix)
 	if err != nil {
 		return 0, err
 	}

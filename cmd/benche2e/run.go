@@ -17,10 +17,15 @@ import (
 )
 
 // Name prefixes of everything a run creates. A run first removes whatever
-// carries them: the previous run's topics, groups and databases.
+// carries its mode's prefixes: the previous run's topics, groups and
+// databases. The steady mode has its own, so that a batch run started
+// meanwhile (say from another work tree against the same services) does not
+// delete a steady run's topics under it, nor the other way round.
 const (
-	topicPrefix = "bench-e2e-"
-	dbPrefix    = "bench_e2e_"
+	topicPrefix       = "bench-e2e-"
+	dbPrefix          = "bench_e2e_"
+	steadyTopicPrefix = "bench-steady-"
+	steadyDBPrefix    = "bench_steady_"
 )
 
 // eventSpan is the event time the preloaded events cover: two whole hours,
@@ -43,6 +48,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	runID := time.Now().UTC().Format("20060102t150405")
 	logDir := filepath.Join(cfg.outDir, "e2e-"+runID)
+	if cfg.mode == modeSteady {
+		logDir = filepath.Join(cfg.outDir, "steady-"+runID)
+	}
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
 	}
@@ -57,14 +65,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer ch.Close()
 
+	topicPre, dbPre := topicPrefix, dbPrefix
+	if cfg.mode == modeSteady {
+		topicPre, dbPre = steadyTopicPrefix, steadyDBPrefix
+	}
 	begin := time.Now()
-	dbs, err := ch.DropWithPrefix(ctx, dbPrefix)
+	dbs, err := ch.DropWithPrefix(ctx, dbPre)
 	if err != nil {
 		return fmt.Errorf("drop databases of earlier runs: %w", err)
 	}
 	logf("dropped %d databases of earlier runs in %s", len(dbs), time.Since(begin).Round(time.Millisecond))
 	begin = time.Now()
-	topics, groups, err := k.DeleteWithPrefix(ctx, topicPrefix)
+	topics, groups, err := k.DeleteWithPrefix(ctx, topicPre)
 	switch {
 	case errors.Is(err, bench.ErrGroupsLeft):
 		logf("%v", err)
@@ -72,13 +84,16 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("delete topics and groups of earlier runs: %w", err)
 	}
 	logf("deleted %d topics and %d groups of earlier runs in %s", len(topics), len(groups), time.Since(begin).Round(time.Millisecond))
+	if cfg.mode == modeSteady {
+		return runSteady(ctx, cfg, k, ch, runID, logDir, stdout)
+	}
 
 	gen := generatorConfig(cfg, time.Now())
 	var results []bench.Result
 	var exp loadgen.Expected
 	var preloads []string
 	for _, p := range cfg.partitions {
-		t := &topicRun{cfg: cfg, k: k, ch: ch, runID: runID, logDir: logDir, partitions: p,
+		t := &topicRun{cfg: cfg, k: k, ch: ch, runID: runID, logDir: logDir, partitions: p, dbPrefix: dbPrefix,
 			topic: fmt.Sprintf("%s%s-p%d", topicPrefix, runID, p)}
 		took, err := t.preload(ctx, gen, &exp)
 		if err != nil {
@@ -197,6 +212,18 @@ func writeReport(path string, cfg config, runID, chVersion string, gen loadgen.C
 			"(of which other clients, at the rate measured just before: about %.2f s)\n\n",
 			r.Pipeline, r.Partitions, r.Elapsed.Round(time.Millisecond), r.ConsumerCPU, r.ClickHouseCPU,
 			r.ClickHouseIdle*r.Elapsed.Seconds())
+		if r.HasMemory {
+			fmt.Fprintf(&b, "- memory at catch-up: RSS %.1f MiB, peak RSS %.1f MiB", float64(r.Memory.RSS)/(1<<20), float64(r.Memory.Peak)/(1<<20))
+			for _, name := range memoryGauges {
+				if v, ok := r.Gauges[name]; ok {
+					fmt.Fprintf(&b, "; %s %.0f at catch-up, at most %.0f", name, v, r.MaxGauges[name])
+				}
+			}
+			if r.Gauges != nil {
+				b.WriteString(" (scraped every second)")
+			}
+			b.WriteString("\n")
+		}
 		for _, w := range r.Windows {
 			fmt.Fprintf(&b, "- %s: %d rows, %d groups, requests %d, total_tokens %d, analyst query median %s\n",
 				w.Name, w.Rows, w.Groups, w.Requests, w.TotalTokens, w.Query.Round(time.Microsecond))

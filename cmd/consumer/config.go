@@ -73,6 +73,7 @@ type env struct {
 	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC" field:"consumer.DeadLetterTopic"`
 
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9464"`
+	DebugPprof  bool   `envconfig:"DEBUG_PPROF" default:"false"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
 }
 
@@ -166,6 +167,7 @@ type config struct {
 	sink        sink.Config
 	migrate     bool // CLICKHOUSE_MIGRATE: apply the migrations at start
 	metricsAddr string
+	debugPprof  bool // DEBUG_PPROF: serve net/http/pprof on metricsAddr
 	logLevel    zerolog.Level
 }
 
@@ -238,6 +240,7 @@ func loadConfig() (config, error) {
 		sink:        sink.Config{Windows: windows},
 		migrate:     e.ClickHouseMigrate,
 		metricsAddr: e.MetricsAddr,
+		debugPprof:  e.DebugPprof,
 		logLevel:    level,
 	}
 	for _, v := range []struct {

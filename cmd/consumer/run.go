@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,7 +98,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nameFields("consumer", err)
 	}
 
-	srv, err := serve(cfg.metricsAddr, reg, probes{consumer: c, clickhouse: conn}, log)
+	srv, err := serve(cfg.metricsAddr, reg, probes{consumer: c, clickhouse: conn}, cfg.debugPprof, log)
 	if err != nil {
 		return err
 	}
@@ -154,9 +155,11 @@ func connectOnce(ctx context.Context, cfg config, log zerolog.Logger) (*chconn.C
 	return conn, sch, nil
 }
 
-// serve starts the HTTP listener for /metrics, /livez and /readyz; the
+// serve starts the HTTP listener for /metrics, /livez and /readyz, and with
+// debugPprof for net/http/pprof under /debug/pprof/ (off by default: profiles
+// cost CPU while they run and expose internals on the scrape port); the
 // returned server is owned by run, which shuts it down.
-func serve(addr string, reg *prometheus.Registry, p probes, log zerolog.Logger) (*http.Server, error) {
+func serve(addr string, reg *prometheus.Registry, p probes, debugPprof bool, log zerolog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("METRICS_ADDR %q: %w", addr, err)
@@ -165,12 +168,22 @@ func serve(addr string, reg *prometheus.Registry, p probes, log zerolog.Logger) 
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/livez", p.livez)
 	mux.HandleFunc("/readyz", p.readyz)
+	if debugPprof {
+		// Index serves the named profiles (heap, goroutine, allocs, ...)
+		// under /debug/pprof/<name>; the other four are separate handlers.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	// No WriteTimeout: /debug/pprof/profile?seconds=N answers after N seconds.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("http server")
 		}
 	}()
-	log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /livez, /readyz")
+	log.Info().Str("addr", ln.Addr().String()).Bool("pprof", debugPprof).Msg("serving /metrics, /livez, /readyz")
 	return srv, nil
 }

@@ -38,6 +38,13 @@ type Result struct {
 	DiskBytes    uint64
 	// Problems lists every difference from the generator's expected totals.
 	Problems []string
+	// Memory is the consuming process's at catch-up; HasMemory is false
+	// for the Kafka engine. Gauges are the consumer's memory gauges at
+	// catch-up and MaxGauges the most each reached while it ran (scraped
+	// every second), by metric name; nil when not scraped.
+	Memory            Memory
+	HasMemory         bool
+	Gauges, MaxGauges map[string]float64
 }
 
 func (r *Result) rate() float64 { return float64(r.Events) / r.Elapsed.Seconds() }

@@ -19,18 +19,25 @@ type Rollup struct {
 	// Env is appended to the consumer's environment (K=V), e.g. a
 	// FLUSH_INTERVAL to compare against the default.
 	Env []string
+	// MetricsAddr is the consumer's METRICS_ADDR, for scraping it; empty:
+	// 127.0.0.1:0, a free port nobody learns.
+	MetricsAddr string
 }
 
 func (r Rollup) env() []string {
+	metrics := r.MetricsAddr
+	if metrics == "" {
+		// Port 0: runs of the benchmark never collide with a consumer a
+		// developer runs on the default :9464.
+		metrics = "127.0.0.1:0"
+	}
 	return append(append(BaseEnv(),
 		"KAFKA_BROKERS="+strings.Join(r.Brokers, ","),
 		"KAFKA_TOPIC="+r.Topic,
 		"KAFKA_GROUP_ID="+r.Group,
 		"CLICKHOUSE_ADDR="+r.ClickHouse,
 		"CLICKHOUSE_DATABASE="+r.Database,
-		// Port 0: runs of the benchmark never collide with a consumer a
-		// developer runs on the default :9464.
-		"METRICS_ADDR=127.0.0.1:0",
+		"METRICS_ADDR="+metrics,
 	), r.Env...)
 }
 

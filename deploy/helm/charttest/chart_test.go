@@ -92,7 +92,7 @@ var knownEnv = []string{
 	"KAFKA_HEARTBEAT_INTERVAL", "KAFKA_FETCH_MAX_BYTES", "KAFKA_FETCH_BUFFER_BYTES", "CLICKHOUSE_ADDR", "CLICKHOUSE_DATABASE",
 	"CLICKHOUSE_USERNAME", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_DIAL_TIMEOUT", "CLICKHOUSE_INSERT_TIMEOUT",
 	"CLICKHOUSE_MIGRATE", "ROLLUP_WINDOWS", "CHUNK_SIZE", "MAX_BATCH_ROWS", "FLUSH_INTERVAL", "SHUTDOWN_TIMEOUT",
-	"WRITE_RETRY_MAX_BACKOFF", "MAX_MESSAGE_BYTES", "MAX_FUTURE_SKEW", "METRICS_ADDR", "LOG_LEVEL",
+	"WRITE_RETRY_MAX_BACKOFF", "MAX_MESSAGE_BYTES", "MAX_FUTURE_SKEW", "METRICS_ADDR", "LOG_LEVEL", "DEBUG_PPROF",
 	"DEAD_LETTER_TOPIC", "ALLOWED_LATENESS", "IDLE_PARTITION_TIMEOUT", "MAX_GROUPS_PER_PARTITION", "LIVENESS_STALL_TIMEOUT",
 	"KAFKA_TLS_ENABLED", "KAFKA_TLS_CA_FILE", "KAFKA_TLS_CERT_FILE", "KAFKA_TLS_KEY_FILE",
 	"KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
@@ -689,6 +689,7 @@ func TestInvalidValues(t *testing.T) {
 		{"unknown SASL mechanism", "config: {KAFKA_SASL_MECHANISM: GSSAPI, KAFKA_SASL_USERNAME: u}\nsecrets: {kafkaSaslPassword: {existingSecret: s}}", "KAFKA_SASL_MECHANISM"},
 		{"bad duration", "config: {FLUSH_INTERVAL: 5 seconds}", "FLUSH_INTERVAL"},
 		{"bad log level", "config: {LOG_LEVEL: verbose}", "LOG_LEVEL"},
+		{"pprof flag not a boolean", "config: {DEBUG_PPROF: 'yes'}", "DEBUG_PPROF"},
 		{"empty brokers", "config: {KAFKA_BROKERS: ''}", "KAFKA_BROKERS"},
 		{"grace period zero", "terminationGracePeriodSeconds: 0", "terminationGracePeriodSeconds"},
 		{"SASL without username", "config: {KAFKA_SASL_MECHANISM: PLAIN}\nsecrets: {kafkaSaslPassword: {existingSecret: s}}", "KAFKA_SASL_USERNAME"},
@@ -729,6 +730,14 @@ func TestConfigMapAndChecksum(t *testing.T) {
 	b := changed.deployment(t).Spec.Template.Annotations["checksum/config"]
 	if a == "" || a == b {
 		t.Errorf("checksum/config does not follow the ConfigMap (%q, %q): pods would keep the old env", a, b)
+	}
+}
+
+// DEBUG_PPROF may be written as a YAML boolean; the ConfigMap needs the string the binary parses.
+func TestDebugPprofBoolean(t *testing.T) {
+	cm := mustRender(t, "config: {DEBUG_PPROF: true}").configMap(t, fullname)
+	if got := cm.Data["DEBUG_PPROF"]; got != "true" {
+		t.Errorf("DEBUG_PPROF = %q in the ConfigMap, want \"true\"", got)
 	}
 }
 
