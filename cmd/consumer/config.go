@@ -10,6 +10,7 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
+	"github.com/usage-rollup/usage-rollup/internal/compact"
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
@@ -64,6 +65,13 @@ type env struct {
 	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" default:"10m"`
 	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC"`
 
+	CompactBatchWindows int           `envconfig:"COMPACT_BATCH_WINDOWS" default:"200"`
+	CompactMaxWindows   int           `envconfig:"COMPACT_MAX_WINDOWS" default:"20000"`
+	CompactSettle       time.Duration `envconfig:"COMPACT_SETTLE" default:"5s"`
+	CompactMaxRun       time.Duration `envconfig:"COMPACT_MAX_RUN" default:"5m"`
+	CompactDelete       bool          `envconfig:"COMPACT_DELETE" default:"true"`
+	CompactWaitDeletes  bool          `envconfig:"COMPACT_WAIT_DELETES" default:"false"`
+
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9464"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
 }
@@ -76,6 +84,7 @@ type config struct {
 	clickhouse  chconn.Config
 	schema      schema.Config
 	sink        sink.Config
+	compact     compact.Config
 	migrate     bool // CLICKHOUSE_MIGRATE: apply the migrations at start
 	metricsAddr string
 	logLevel    zerolog.Level
@@ -146,14 +155,24 @@ func loadConfig() (config, error) {
 			DialTimeout:      e.ClickHouseDialTimeout,
 			StatementTimeout: e.ClickHouseInsertTimeout,
 		},
-		schema:      schema.Config{Windows: windows},
-		sink:        sink.Config{Windows: windows},
+		schema: schema.Config{Windows: windows},
+		sink:   sink.Config{Windows: windows},
+		compact: compact.Config{
+			Windows:      windows,
+			Topic:        e.KafkaTopic,
+			BatchWindows: e.CompactBatchWindows,
+			MaxWindows:   e.CompactMaxWindows,
+			Settle:       e.CompactSettle,
+			MaxRun:       e.CompactMaxRun,
+			Delete:       e.CompactDelete,
+			WaitDeletes:  e.CompactWaitDeletes,
+		},
 		migrate:     e.ClickHouseMigrate,
 		metricsAddr: e.MetricsAddr,
 		logLevel:    level,
 	}
 	for _, err := range []error{c.consumer.Validate(), c.aggregate.Validate(), c.events.Validate(),
-		c.clickhouse.Validate(), c.schema.Validate(), c.sink.Validate()} {
+		c.clickhouse.Validate(), c.schema.Validate(), c.sink.Validate(), c.compact.Validate()} {
 		if err != nil {
 			return config{}, err
 		}
