@@ -99,12 +99,7 @@ func (c *Compactor) pending(ctx context.Context, w aggregate.Window) (starts []i
 	if !ok {
 		return nil, nil, nil
 	}
-	lastStart := closed - int64(w.Size/time.Second)
-	q := "SELECT toUInt32(window_start) AS ws, count() FROM " + c.database + ".usage_rollup_" + w.Name +
-		" ANY LEFT JOIN (" + newestFrontier(c.database, w.Name, "") + ") AS frontier USING (topic, window_start, `partition`)" +
-		" WHERE topic = ? AND window_start <= " + dateTime(lastStart) +
-		" AND chunk >= ifNull(folded_below, 0) AND chunk < " + complete +
-		" GROUP BY ws ORDER BY ws"
+	q := c.pendingQuery(w, closed-int64(w.Size/time.Second), complete)
 	ctx, cancel := c.conn.StatementContext(ctx)
 	defer cancel()
 	rows, err := c.conn.Query(ctx, q, c.cfg.Topic, c.cfg.Topic)
@@ -121,6 +116,17 @@ func (c *Compactor) pending(ctx context.Context, w aggregate.Window) (starts []i
 		starts, counts = append(starts, int64(ws)), append(counts, n)
 	}
 	return starts, counts, rows.Err()
+}
+
+// pendingQuery counts, per window starting at or before lastStart, the raw
+// rows in complete chunks (chunk < complete) not folded by the window's
+// newest manifest. It binds the topic twice.
+func (c *Compactor) pendingQuery(w aggregate.Window, lastStart int64, complete string) string {
+	return "SELECT toUInt32(window_start) AS ws, count() FROM " + c.database + ".usage_rollup_" + w.Name +
+		" ANY LEFT JOIN (" + newestFrontier(c.database, w.Name, "") + ") AS frontier USING (topic, window_start, `partition`)" +
+		" WHERE topic = ? AND window_start <= " + dateTime(lastStart) +
+		" AND chunk >= ifNull(folded_below, 0) AND chunk < " + complete +
+		" GROUP BY ws ORDER BY ws"
 }
 
 // newest reads the newest manifest of each window in [from, to].

@@ -85,25 +85,7 @@ func (c *Compactor) foldQuery(w aggregate.Window, b []plan) string {
 // deleteFolded trust that no compactor still builds on an older manifest.
 func (c *Compactor) publish(ctx context.Context, w aggregate.Window, plans []plan, deadline time.Time) error {
 	for _, b := range batches(plans, c.cfg.BatchWindows) {
-		starts := make([]uint64, len(b))
-		gens := make([]uint64, len(b))
-		ids := make([]uint64, len(b))
-		parts := make([]string, len(b))
-		belows := make([]string, len(b))
-		for i, p := range b {
-			starts[i], gens[i], ids[i] = uint64(p.windowStart), p.next.generation, p.next.id
-			parts[i] = arrayLiteral(p.next.partitions, "Array(Int32)")
-			belows[i] = arrayLiteral(p.next.below, "Array(Int64)")
-		}
-		n := strconv.Itoa(len(b))
-		q := "INSERT INTO " + c.database + ".usage_compactions" +
-			" (topic, window, window_start, generation, compaction_id, partitions, below, created_at)" +
-			" SELECT ?, ?, toDateTime(arrayElement(" + arrayLiteral(starts, "Array(UInt32)") + ", number + 1), 'UTC')," +
-			" arrayElement(" + arrayLiteral(gens, "Array(UInt64)") + ", number + 1)," +
-			" arrayElement(" + arrayLiteral(ids, "Array(UInt64)") + ", number + 1)," +
-			" arrayElement([" + strings.Join(parts, ", ") + "], number + 1)," +
-			" arrayElement([" + strings.Join(belows, ", ") + "], number + 1), now()" +
-			" FROM numbers(" + n + ") WHERE now() <= " + dateTime(deadline.Unix())
+		q, ids := c.publishQuery(b, deadline)
 		if err := c.exec(ctx, q, c.cfg.Topic, w.Name); err != nil {
 			return fmt.Errorf("publish %d manifests of window %s: %w", len(b), w.Name, err)
 		}
@@ -117,6 +99,31 @@ func (c *Compactor) publish(ctx context.Context, w aggregate.Window, plans []pla
 		}
 	}
 	return nil
+}
+
+// publishQuery renders the fenced INSERT of b's manifests; it binds the
+// topic and the window name.
+func (c *Compactor) publishQuery(b []plan, deadline time.Time) (string, []uint64) {
+	starts := make([]uint64, len(b))
+	gens := make([]uint64, len(b))
+	ids := make([]uint64, len(b))
+	parts := make([]string, len(b))
+	belows := make([]string, len(b))
+	for i, p := range b {
+		starts[i], gens[i], ids[i] = uint64(p.windowStart), p.next.generation, p.next.id
+		parts[i] = arrayLiteral(p.next.partitions, "Array(Int32)")
+		belows[i] = arrayLiteral(p.next.below, "Array(Int64)")
+	}
+	n := strconv.Itoa(len(b))
+	q := "INSERT INTO " + c.database + ".usage_compactions" +
+		" (topic, window, window_start, generation, compaction_id, partitions, below, created_at)" +
+		" SELECT ?, ?, toDateTime(arrayElement(" + arrayLiteral(starts, "Array(UInt32)") + ", number + 1), 'UTC')," +
+		" arrayElement(" + arrayLiteral(gens, "Array(UInt64)") + ", number + 1)," +
+		" arrayElement(" + arrayLiteral(ids, "Array(UInt64)") + ", number + 1)," +
+		" arrayElement([" + strings.Join(parts, ", ") + "], number + 1)," +
+		" arrayElement([" + strings.Join(belows, ", ") + "], number + 1), now()" +
+		" FROM numbers(" + n + ") WHERE now() <= " + dateTime(deadline.Unix())
+	return q, ids
 }
 
 // deleteFolded deletes, with one mutation per BatchWindows windows, the raw
