@@ -47,8 +47,15 @@ func freePort(t *testing.T) string {
 // when FAULTS_LOG_DIR is set.
 func startConsumer(t *testing.T, name string, env []string, extra ...string) *consumer {
 	t.Helper()
+	return startCommand(t, name, nil, env, extra...)
+}
+
+// startCommand runs the binary with args (nil: consume; "compact" runs one
+// compaction) and env plus extra, as startConsumer does.
+func startCommand(t *testing.T, name string, args, env []string, extra ...string) *consumer {
+	t.Helper()
 	c := &consumer{t: t, name: name, out: &servicetest.SyncBuffer{}, done: make(chan struct{}), metrics: freePort(t)}
-	c.cmd = exec.Command(binary)
+	c.cmd = exec.Command(binary, args...)
 	c.cmd.Env = append(append(append(os.Environ(), env...), "METRICS_ADDR="+c.metrics), extra...)
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 	if err := c.cmd.Start(); err != nil {
