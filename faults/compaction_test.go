@@ -37,6 +37,10 @@ func (s *scenario) compactor(extra ...string) *consumer {
 		"COMPACT_SETTLE=" + compactSettle.String(),
 		"COMPACT_MAX_RUN=" + compactMaxRun.String(),
 		"COMPACT_WAIT_DELETES=true",
+		// The suite's 5s bounds single inserts of the consumers; one
+		// INSERT ... SELECT of the compactor folds hundreds of windows, and
+		// two compactors and the sampler share a busy server.
+		"CLICKHOUSE_INSERT_TIMEOUT=60s",
 	}, extra...)
 	return startCommand(s.t, fmt.Sprintf("k%02d", s.seq), []string{"compact"}, s.env, env...)
 }
