@@ -17,6 +17,7 @@
 #   BENCH_CONSUMER_ENV      extra K=V,K=V for the consumer (default: its defaults)
 #   BENCH_TIMEOUT           bound on each pipeline's catch-up (default 15m)
 #   BENCH_CONSUMER_REF      build cmd/consumer from this git revision (git archive, e.g. HEAD)
+#   BENCH_COMPACT           1: run `consumer compact` after usage-rollup caught up, then measure
 #                           instead of the working tree, e.g. to compare two revisions
 #   USAGE_ROLLUP_RUN_DIR    state root (default <repo>/.run)
 #
@@ -61,4 +62,5 @@ kafka_version="$(find "$run_dir/kafka/libs" -name 'kafka-server-[0-9]*.jar' -pri
 	-query-runs "${BENCH_QUERY_RUNS:-5}" \
 	-engine-consumers "${BENCH_ENGINE_CONSUMERS:-1}" \
 	-consumer-env "${BENCH_CONSUMER_ENV:-}" \
-	-timeout "${BENCH_TIMEOUT:-15m}"
+	-timeout "${BENCH_TIMEOUT:-15m}" \
+	-compact="$([[ ${BENCH_COMPACT:-0} == 1 ]] && echo true || echo false)"

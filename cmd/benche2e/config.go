@@ -28,6 +28,7 @@ type config struct {
 	rawBatch        int
 	seed            int64
 	kafkaVersion    string
+	compact         bool
 }
 
 // Pipeline keys of -pipelines.
@@ -57,6 +58,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.rawBatch, "raw-batch", 100_000, "rows per insert of the raw-rows sink")
 	fs.Int64Var(&c.seed, "seed", 1, "generator seed")
 	fs.StringVar(&c.kafkaVersion, "kafka-version", "", "Kafka broker version, for the results file (the script reads it from the broker's jars)")
+	fs.BoolVar(&c.compact, "compact", false, "after usage-rollup caught up and closed every window, run `consumer compact` until nothing is left "+
+		"to fold or delete, then measure (docs/BENCHMARKS.md, \"Compaction\")")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -131,6 +131,16 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 		return bench.Result{}, err
 	}
 	m, p, err := t.timed(ctx, group, func() (*bench.Process, error) { return r.Start(t.logPath(keyRollup)) })
+	windows := r.Windows()
+	if err == nil && t.cfg.compact {
+		// The consumer keeps running until its idle partitions closed the
+		// last windows; compaction then runs with the consumer stopped.
+		begin := time.Now()
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		err = r.WaitClosed(wctx, t.ch, t.exp.MaxEventTime.Truncate(time.Hour).Add(time.Hour))
+		cancel()
+		logf("p=%d usage-rollup: every window closed %s after catch-up", t.partitions, time.Since(begin).Round(time.Second))
+	}
 	if p != nil {
 		if serr := p.Stop(); serr != nil && err == nil {
 			err = fmt.Errorf("consumer exit after SIGTERM: %w (log: %s)", serr, t.logPath(keyRollup))
@@ -140,7 +150,16 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 		return bench.Result{}, fmt.Errorf("usage-rollup: %w", err)
 	}
 	m.chIdle = idle
-	return t.finish(ctx, bench.PipelineRollup, db, m, r.Windows())
+	if t.cfg.compact {
+		st, err := r.Compact(ctx, t.logPath(keyRollup+"-compact"))
+		if err != nil {
+			return bench.Result{}, fmt.Errorf("usage-rollup: %w", err)
+		}
+		logf("p=%d usage-rollup: %d compaction runs in %s: %d windows compacted, %d raw rows folded, %d deleted",
+			t.partitions, st.Runs, st.Took.Round(time.Second), st.Compacted, st.Folded, st.Deleted)
+		windows = r.CompactedWindows()
+	}
+	return t.finish(ctx, bench.PipelineRollup, db, m, windows)
 }
 
 func (t *topicRun) runEngine(ctx context.Context) (bench.Result, error) {

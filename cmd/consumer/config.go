@@ -12,6 +12,7 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
+	"github.com/usage-rollup/usage-rollup/internal/compact"
 	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
 	"github.com/usage-rollup/usage-rollup/internal/fielderr"
@@ -72,6 +73,13 @@ type env struct {
 	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" field:"consumer.StallTimeout"`
 	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC" field:"consumer.DeadLetterTopic"`
 
+	CompactBatchWindows int           `envconfig:"COMPACT_BATCH_WINDOWS" field:"compact.BatchWindows"`
+	CompactMaxWindows   int           `envconfig:"COMPACT_MAX_WINDOWS" field:"compact.MaxWindows"`
+	CompactSettle       time.Duration `envconfig:"COMPACT_SETTLE" field:"compact.Settle"`
+	CompactMaxRun       time.Duration `envconfig:"COMPACT_MAX_RUN" field:"compact.MaxRun"`
+	CompactDelete       bool          `envconfig:"COMPACT_DELETE" field:"compact.Delete"`
+	CompactWaitDeletes  bool          `envconfig:"COMPACT_WAIT_DELETES" field:"compact.WaitDeletes"`
+
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9464"`
 	LogLevel    string `envconfig:"LOG_LEVEL" default:"info"`
 }
@@ -84,6 +92,7 @@ func packageDefaults() map[string]any {
 		"aggregate": aggregate.DefaultConfig(),
 		"events":    events.DefaultConfig(),
 		"chconn":    chconn.DefaultConfig(),
+		"compact":   compact.DefaultConfig(),
 	}
 }
 
@@ -137,7 +146,8 @@ func nameFields(pkg string, err error) error {
 		return err
 	}
 	// The windows the schema and the writer check are ROLLUP_WINDOWS too.
-	vars := map[string]string{"schema.Windows": "ROLLUP_WINDOWS", "sink.Windows": "ROLLUP_WINDOWS"}
+	vars := map[string]string{"schema.Windows": "ROLLUP_WINDOWS", "sink.Windows": "ROLLUP_WINDOWS",
+		"compact.Windows": "ROLLUP_WINDOWS", "compact.Topic": "KAFKA_TOPIC"}
 	t := reflect.TypeOf(env{})
 	for i := range t.NumField() {
 		if path, ok := t.Field(i).Tag.Lookup("field"); ok {
@@ -164,6 +174,7 @@ type config struct {
 	clickhouse  chconn.Config
 	schema      schema.Config
 	sink        sink.Config
+	compact     compact.Config
 	migrate     bool // CLICKHOUSE_MIGRATE: apply the migrations at start
 	metricsAddr string
 	logLevel    zerolog.Level
@@ -234,8 +245,18 @@ func loadConfig() (config, error) {
 			DialTimeout:      e.ClickHouseDialTimeout,
 			StatementTimeout: e.ClickHouseInsertTimeout,
 		},
-		schema:      schema.Config{Windows: windows},
-		sink:        sink.Config{Windows: windows},
+		schema: schema.Config{Windows: windows},
+		sink:   sink.Config{Windows: windows},
+		compact: compact.Config{
+			Windows:      windows,
+			Topic:        e.KafkaTopic,
+			BatchWindows: e.CompactBatchWindows,
+			MaxWindows:   e.CompactMaxWindows,
+			Settle:       e.CompactSettle,
+			MaxRun:       e.CompactMaxRun,
+			Delete:       e.CompactDelete,
+			WaitDeletes:  e.CompactWaitDeletes,
+		},
 		migrate:     e.ClickHouseMigrate,
 		metricsAddr: e.MetricsAddr,
 		logLevel:    level,
@@ -246,6 +267,7 @@ func loadConfig() (config, error) {
 	}{
 		{"consumer", c.consumer.Validate()}, {"aggregate", c.aggregate.Validate()}, {"events", c.events.Validate()},
 		{"chconn", c.clickhouse.Validate()}, {"schema", c.schema.Validate()}, {"sink", c.sink.Validate()},
+		{"compact", c.compact.Validate()},
 	} {
 		if v.err != nil {
 			return config{}, nameFields(v.pkg, v.err)

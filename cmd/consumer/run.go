@@ -45,8 +45,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg.migrate = false
 	case "migrate":
 		cfg.migrate = true
+	case "compact":
 	default:
-		return fmt.Errorf("unknown command %q (want none, \"migrate\" or \"reconcile\")", mode)
+		return fmt.Errorf("unknown command %q (want none, \"migrate\", \"reconcile\" or \"compact\")", mode)
 	}
 
 	conn, sch, err := connect(ctx, cfg, log)
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "migrate":
 		log.Info().Msg("migrations applied")
 		return nil
+	case "compact":
+		return compactOnce(ctx, cfg, conn, log)
 	case "reconcile":
 		dialer, err := cfg.consumer.Security.Dialer(10 * time.Second)
 		if err != nil {
