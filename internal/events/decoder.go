@@ -1,11 +1,8 @@
 package events
 
 import (
-	"bytes"
 	"fmt"
 	"time"
-
-	"github.com/valyala/fastjson"
 )
 
 // Paths of the usage objects, for wrong_type rejections of the objects themselves.
@@ -14,31 +11,47 @@ const (
 	pathDetails = "usage.input_tokens_details"
 )
 
-// Decoder decodes and validates usage events. It reuses its parser and
-// buffers across calls so that decoding a valid event does not allocate.
+// Decoder decodes and validates usage events. It reuses its buffers across
+// calls so that decoding a valid event does not allocate.
+//
+// It reads a message in one pass: the JSON grammar (scan.go), the keys of the
+// contract (keys.go) and the rules for their values (field.go) are checked
+// together, and everything else is only checked for syntax. A syntax error
+// anywhere outranks any field error, so after the first field error the scan
+// goes on for syntax only.
 //
 // A Decoder is not safe for concurrent use: run one per partition goroutine.
 type Decoder struct {
 	cfg   Config
-	p     fastjson.Parser
-	num   []byte // raw text of the number being checked; reused
 	slots [numFields]slot
-	err   *RejectError // first rejection of the current Decode
-
-	// Visitors bound once: a method value created per call could be moved to
-	// the heap when passed to Object.Visit, costing an allocation per object.
-	visitTop, visitUsage, visitDetails func(key []byte, v *fastjson.Value)
+	err   *RejectError // first field rejection of the current Decode
+	// synMsg and synPos describe the first syntax error of the current Decode.
+	synMsg string
+	synPos int
+	// buf is a copy of the message, the buffer Event's byte slices alias.
+	// A string field's value is where the message has it, unescaped in
+	// place if it holds escapes (unescaping never lengthens a string), so
+	// slots hold offsets and no value is copied twice.
+	buf []byte
+	// next[s] is the spelling predicted to follow spelling s (or to come
+	// first in an object, for the object starts), alt[s] the one that did
+	// before it; see keys.go.
+	next, alt [256]spelling
+	// keyBuf and tmp hold an unescaped key and an unescaped timestamp string:
+	// the rare escaped spellings, read without allocating once warm.
+	keyBuf, tmp []byte
 }
+
+// initialBufBytes is the first capacity of Decoder.buf: real events are under
+// 1 KiB, so none makes it grow. A larger message grows it once, to its size,
+// and later ones reuse that.
+const initialBufBytes = 4 << 10
 
 // NewDecoder returns a Decoder bounded by cfg. cfg is expected to have passed
 // Config.Validate (the caller validates configuration once, at the edge);
 // with a zero MaxMessageBytes every message would be rejected as oversized.
 func NewDecoder(cfg Config) *Decoder {
-	d := &Decoder{cfg: cfg}
-	d.visitTop = d.top
-	d.visitUsage = d.usage
-	d.visitDetails = d.details
-	return d
+	return &Decoder{cfg: cfg, buf: make([]byte, 0, initialBufBytes)}
 }
 
 // Decode parses one Kafka message value. recordTime is the Kafka record
@@ -47,38 +60,214 @@ func NewDecoder(cfg Config) *Decoder {
 // alias the Decoder's buffers and are valid until the next Decode. Otherwise
 // it returns a *RejectError and leaves *ev zeroed.
 func (d *Decoder) Decode(value []byte, recordTime time.Time, ev *Event) error {
-	*ev = Event{}
+	err := d.decode(value, recordTime, ev)
+	if err != nil {
+		*ev = Event{}
+	}
+	return err
+}
+
+// decode is Decode without clearing ev on a rejection; finish fills every
+// field of ev on success.
+func (d *Decoder) decode(value []byte, recordTime time.Time, ev *Event) error {
 	if len(value) > d.cfg.MaxMessageBytes {
 		return &RejectError{Reason: ReasonOversized,
 			Detail: fmt.Sprintf("%d bytes, max %d", len(value), d.cfg.MaxMessageBytes)}
 	}
-	root, err := d.p.ParseBytes(value)
-	if err != nil {
-		return &RejectError{Reason: ReasonInvalidJSON, Detail: err.Error()}
+	d.slots = [numFields]slot{}
+	d.err, d.synMsg = nil, ""
+	d.buf = append(d.buf[:0], value...)
+
+	i := skipWS(value, 0)
+	isObject := i < len(value) && value[i] == '{'
+	if isObject {
+		i = d.members(value, i+1, levelTop, 1)
+	} else {
+		i = d.skipValue(value, i, 1)
 	}
-	// fastjson's parser is lenient (it takes NaN, 01, 1.2.3 and bad escapes);
-	// the validator holds the text to RFC 8259. It runs second because only
-	// the parser limits nesting depth, which bounds the validator's recursion.
-	if err := fastjson.ValidateBytes(value); err != nil {
-		return &RejectError{Reason: ReasonInvalidJSON, Detail: err.Error()}
-	}
-	if bytes.IndexByte(value, '\\') >= 0 {
-		if detail := checkSurrogates(value); detail != "" {
-			return &RejectError{Reason: ReasonInvalidJSON, Detail: detail}
+	if i >= 0 {
+		if j := skipWS(value, i); j < len(value) {
+			d.syntax(j, synTrailing)
 		}
 	}
-	obj, err := root.Object()
-	if err != nil {
-		return &RejectError{Reason: ReasonNotObject, Detail: "top-level value is " + root.Type().String()}
+	if d.synMsg != "" {
+		return &RejectError{Reason: ReasonInvalidJSON, Detail: fmt.Sprintf("%s at byte %d", d.synMsg, d.synPos)}
 	}
-
-	d.slots = [numFields]slot{}
-	d.err = nil
-	obj.Visit(d.visitTop)
+	if !isObject {
+		return &RejectError{Reason: ReasonNotObject, Detail: "top-level value is " + typeName(value[skipWS(value, 0)])}
+	}
 	if d.err != nil {
 		return d.err
 	}
 	return d.finish(recordTime, ev)
+}
+
+// members reads the members of a contract object (the event, usage or input
+// tokens details) whose '{' is at i-1 and which is at depth depth, and returns
+// the index after its '}'. Repeated keys and repeated objects are all read in
+// document order, so their values merge, and any field given twice with
+// different values is a conflict. Unknown keys are checked for syntax and
+// ignored so that producers can add fields without a coordinated deploy.
+//
+// It is the decoder's inner loop, so the usual cases (a predicted key, a
+// plain string or short integer given once, a comma) are handled here and
+// everything else in functions it calls.
+func (d *Decoder) members(b []byte, i int, lvl level, depth int) int {
+	i = skipWS(b, i)
+	if i < len(b) && b[i] == '}' {
+		return i + 1
+	}
+	prev := startTop + spelling(lvl)
+	for {
+		sp := d.next[prev]
+		switch {
+		case sp != spellNone && matchKey(b, i, sp):
+			i += int(patternLen[sp])
+		case d.alt[prev] != spellNone && matchKey(b, i, d.alt[prev]):
+			// The other style: snake_case and camelCase events, or chat and
+			// responses usage, interleave in one partition.
+			sp = d.alt[prev]
+			d.next[prev], d.alt[prev] = sp, d.next[prev]
+			i += int(patternLen[sp])
+		default:
+			if i, sp = d.key(b, i, lvl); i < 0 {
+				return -1
+			}
+			if sp != d.next[prev] {
+				d.next[prev], d.alt[prev] = sp, d.next[prev]
+			}
+		}
+		prev = sp
+
+		if i = skipWS(b, i); i >= len(b) {
+			return d.syntax(i, synEOF)
+		}
+		switch m := members[sp]; {
+		case d.err != nil || m.kind == kindUnknown:
+			// A field was rejected (only syntax is left to check), or the
+			// key is not the contract's.
+			i = d.skipValue(b, i, depth+1)
+		case m.kind == kindString && b[i] == '"':
+			end, flags := d.scanString(b, i+1)
+			if end < 0 {
+				return -1
+			}
+			if sl := &d.slots[m.f]; flags == 0 && !sl.set && end-i-2 <= MaxFieldBytes {
+				sl.off, sl.len, sl.set = uint32(i+1), uint32(end-i-2), true
+			} else {
+				d.setString(sp, b, i+1, end-1, flags)
+			}
+			i = end
+		case m.kind == kindCount || m.kind == kindStatus:
+			end, n, ok := fastCount(b, i) // n < 10^7 <= MaxCount when ok
+			switch sl := &d.slots[m.f]; {
+			case !ok:
+				i = d.countField(b, i, sp, depth+1)
+			case !sl.set && (m.kind == kindCount || n <= maxStatusCode):
+				sl.n, sl.set, i = n, true, end
+			default:
+				d.setCount(sp, n)
+				i = end
+			}
+		default:
+			i = d.member(b, i, sp, depth+1)
+		}
+		if i < 0 {
+			return -1
+		}
+
+		// A comma and the next key, or the end of the object.
+		if i = skipWS(b, i); i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			return i + 1
+		}
+		if i >= len(b) {
+			return d.syntax(i, synEOF)
+		}
+		return d.syntax(i, synObjectSep)
+	}
+}
+
+// key reads the key at i of a member of a contract object at lvl, and the
+// colon after it, when neither predicted key matched. It returns the index
+// after the colon and the key's spelling.
+func (d *Decoder) key(b []byte, i int, lvl level) (int, spelling) {
+	if i >= len(b) {
+		return d.syntax(i, synEOF), spellNone
+	}
+	if b[i] != '"' {
+		return d.syntax(i, synKeyOpen), spellNone
+	}
+	start := i + 1
+	i, flags := d.scanString(b, start)
+	if i < 0 {
+		return -1, spellNone
+	}
+	key := b[start : i-1]
+	if i = skipWS(b, i); i >= len(b) || b[i] != ':' {
+		return d.syntax(i, synColon), spellNone
+	}
+	if flags&strEscaped != 0 {
+		d.keyBuf = appendUnescaped(d.keyBuf[:0], key)
+		key = d.keyBuf
+	}
+	return i + 1, lookup(lvl, key)
+}
+
+// member reads the value at i, at depth depth, of a member whose key is
+// spelled sp, in the cases members does not handle itself.
+func (d *Decoder) member(b []byte, i int, sp spelling, depth int) int {
+	switch members[sp].kind {
+	case kindString:
+		return d.stringField(b, i, sp, depth)
+	case kindTimestamp:
+		return d.timestampField(b, i, sp, depth)
+	case kindCount, kindStatus:
+		return d.countField(b, i, sp, depth)
+	case kindUsage:
+		return d.object(b, i, levelUsage, pathUsage, sp, depth)
+	case kindDetails:
+		return d.object(b, i, levelDetails, pathDetails, sp, depth)
+	}
+	return d.skipValue(b, i, depth)
+}
+
+// future reports whether the instant tsNs (Unix nanoseconds, >= 0) is after
+// recordTime plus MaxFutureSkew, as time.Unix(0, tsNs).After(recordTime.Add(
+// MaxFutureSkew)) would, in integer seconds and nanoseconds: building and
+// comparing the time.Time values cost more than the rest of finish.
+func (d *Decoder) future(tsNs int64, recordTime time.Time) bool {
+	skew := d.cfg.MaxFutureSkew
+	sec := recordTime.Unix() + int64(skew/time.Second)
+	nsec := int64(recordTime.Nanosecond()) + int64(skew%time.Second)
+	switch {
+	case nsec >= 1e9:
+		sec, nsec = sec+1, nsec-1e9
+	case nsec < 0: // a negative skew; Config.Validate refuses it, but be exact
+		sec, nsec = sec-1, nsec+1e9
+	}
+	evSec, evNsec := tsNs/1e9, tsNs%1e9
+	return evSec > sec || evSec == sec && evNsec > nsec
+}
+
+// object reads a nested contract object at i. null means absent; any other
+// type is wrong_type at path.
+func (d *Decoder) object(b []byte, i int, lvl level, path string, sp spelling, depth int) int {
+	switch b[i] {
+	case '{':
+		return d.members(b, i+1, lvl, depth)
+	case 'n':
+		return d.scanLiteral(b, i, "null")
+	}
+	end := d.skipValue(b, i, depth)
+	if end >= 0 && d.err == nil {
+		d.err = &RejectError{Reason: ReasonWrongType, Field: path,
+			Detail: fmt.Sprintf("%s: want object, got %s", keyOf(sp), typeName(b[i]))}
+	}
+	return end
 }
 
 // finish applies the checks that need the whole message and fills ev.
@@ -91,7 +280,7 @@ func (d *Decoder) finish(recordTime time.Time, ev *Event) error {
 			return &RejectError{Reason: ReasonMissingField, Field: fieldPath[f], Detail: "null"}
 		case !sl.set:
 			return &RejectError{Reason: ReasonMissingField, Field: fieldPath[f], Detail: "absent"}
-		case f == fieldTimestamp && sl.n == emptyTimestamp, f != fieldTimestamp && len(sl.str) == 0:
+		case f == fieldTimestamp && sl.n == emptyTimestamp, f != fieldTimestamp && sl.len == 0:
 			return &RejectError{Reason: ReasonEmptyField, Field: fieldPath[f], Detail: `""`}
 		}
 	}
@@ -119,22 +308,23 @@ func (d *Decoder) finish(recordTime time.Time, ev *Event) error {
 	if recordTime.IsZero() {
 		recordTime = time.Now()
 	}
-	if eventTime := time.Unix(0, tsNs); eventTime.After(recordTime.Add(d.cfg.MaxFutureSkew)) {
+	if d.future(tsNs, recordTime) {
+		eventTime := time.Unix(0, tsNs)
 		return &RejectError{Reason: ReasonFutureTimestamp, Field: fieldPath[fieldTimestamp],
 			Detail: fmt.Sprintf("%s is more than %s after the record time %s",
 				eventTime.UTC().Format(time.RFC3339Nano), d.cfg.MaxFutureSkew, recordTime.UTC().Format(time.RFC3339Nano))}
 	}
 
 	*ev = Event{
-		ID:          s[fieldID].str,
+		ID:          d.str(fieldID),
 		TimeMs:      tsNs / 1e6, // truncates: never moves an event into a later window
-		WorkspaceID: s[fieldWorkspaceID].str,
-		ProjectID:   s[fieldProjectID].str,
-		APIKeyID:    s[fieldAPIKeyID].str,
-		Provider:    s[fieldProvider].str,
-		Model:       s[fieldModel].str,
-		Endpoint:    s[fieldEndpoint].str,
-		StatusCode:  int32(s[fieldStatusCode].n), // <= 999, checked in setStatus
+		WorkspaceID: d.str(fieldWorkspaceID),
+		ProjectID:   d.str(fieldProjectID),
+		APIKeyID:    d.str(fieldAPIKeyID),
+		Provider:    d.str(fieldProvider),
+		Model:       d.str(fieldModel),
+		Endpoint:    d.str(fieldEndpoint),
+		StatusCode:  int32(s[fieldStatusCode].n), // <= 999, checked before it was stored
 		LatencyMs:   s[fieldLatencyMs].n,
 		Usage:       u,
 		// Parts that do not add up are kept as reported; see docs/event-contract.md.
@@ -143,139 +333,4 @@ func (d *Decoder) finish(recordTime time.Time, ev *Event) error {
 			u.TotalTokens != sum,
 	}
 	return nil
-}
-
-// top visits the keys of the event object. Unknown keys are ignored so that
-// producers can add fields without a coordinated deploy.
-func (d *Decoder) top(key []byte, v *fastjson.Value) {
-	if d.err != nil {
-		return
-	}
-	switch string(key) { // the conversion in a switch does not allocate
-	case "id":
-		d.setString(fieldID, key, v)
-	case "timestamp":
-		d.setTimestamp(key, v)
-	case "workspace_id", "workspaceId":
-		d.setString(fieldWorkspaceID, key, v)
-	case "project_id", "projectId":
-		d.setString(fieldProjectID, key, v)
-	case "api_key_id", "apiKeyId":
-		d.setString(fieldAPIKeyID, key, v)
-	case "provider":
-		d.setString(fieldProvider, key, v)
-	case "model":
-		d.setString(fieldModel, key, v)
-	case "endpoint":
-		d.setString(fieldEndpoint, key, v)
-	case "status_code", "statusCode":
-		d.setStatus(key, v)
-	case "latency_ms", "latencyMs":
-		d.setCount(fieldLatencyMs, key, v)
-	case "usage":
-		d.object(pathUsage, key, v, d.visitUsage)
-	}
-}
-
-// usage visits the keys of a usage object. The chat-completions names
-// (prompt_tokens, completion_tokens, prompt_tokens_details) are spellings of
-// the same fields, so a message may mix styles as long as values agree.
-func (d *Decoder) usage(key []byte, v *fastjson.Value) {
-	if d.err != nil {
-		return
-	}
-	switch string(key) {
-	case "input_tokens", "inputTokens", "prompt_tokens", "promptTokens":
-		d.setCount(fieldInputTokens, key, v)
-	case "output_tokens", "outputTokens", "completion_tokens", "completionTokens":
-		d.setCount(fieldOutputTokens, key, v)
-	case "total_tokens", "totalTokens":
-		d.setCount(fieldTotalTokens, key, v)
-	case "input_tokens_details", "inputTokensDetails", "prompt_tokens_details", "promptTokensDetails":
-		d.object(pathDetails, key, v, d.visitDetails)
-	}
-}
-
-// details visits the keys of an input-tokens details object. Other keys
-// (audio_tokens, and everything in completion_tokens_details) are ignored.
-func (d *Decoder) details(key []byte, v *fastjson.Value) {
-	if d.err != nil {
-		return
-	}
-	switch string(key) {
-	case "text_tokens", "textTokens":
-		d.setCount(fieldTextTokens, key, v)
-	case "image_tokens", "imageTokens":
-		d.setCount(fieldImageTokens, key, v)
-	case "cached_tokens", "cachedTokens":
-		d.setCount(fieldCachedTokens, key, v)
-	}
-}
-
-// object walks a nested object with visit. null means absent. Repeated or
-// differently spelled objects are all walked, so their fields merge and any
-// field given twice with different values is a conflict.
-func (d *Decoder) object(path string, key []byte, v *fastjson.Value, visit func([]byte, *fastjson.Value)) {
-	switch t := v.Type(); t {
-	case fastjson.TypeNull:
-	case fastjson.TypeObject:
-		o, _ := v.Object() // cannot fail: the type is object
-		o.Visit(visit)
-	default:
-		if d.err == nil {
-			d.err = &RejectError{Reason: ReasonWrongType, Field: path,
-				Detail: fmt.Sprintf("%s: want object, got %s", key, t)}
-		}
-	}
-}
-
-// checkSurrogates rejects \u escapes that encode an unpaired UTF-16
-// surrogate. RFC 8259 section 8.2 leaves their meaning undefined, and
-// fastjson's unescaping would keep them as literal text or drop the escape
-// that follows, silently changing a value. value must already be valid JSON,
-// so every backslash starts a well-formed escape inside a string.
-// It returns a detail, empty if the text is fine.
-func checkSurrogates(value []byte) string {
-	for i := 0; i < len(value); i++ {
-		if value[i] != '\\' {
-			continue
-		}
-		if value[i+1] != 'u' {
-			i++ // skip the escaped character, which may itself be a backslash
-			continue
-		}
-		r := hex4(value[i+2 : i+6])
-		i += 5
-		switch {
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return "unpaired UTF-16 surrogate escape in string"
-		case r >= 0xD800 && r <= 0xDBFF:
-			next := value[i+1:]
-			if len(next) < 6 || next[0] != '\\' || next[1] != 'u' {
-				return "unpaired UTF-16 surrogate escape in string"
-			}
-			if lo := hex4(next[2:6]); lo < 0xDC00 || lo > 0xDFFF {
-				return "unpaired UTF-16 surrogate escape in string"
-			}
-			i += 6
-		}
-	}
-	return ""
-}
-
-// hex4 decodes four hex digits already validated by the JSON validator.
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		default:
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 )
 
 // Event is one decoded, validated usage event.
@@ -115,13 +117,13 @@ func DefaultConfig() Config {
 	return Config{MaxMessageBytes: 1 << 20, MaxFutureSkew: 24 * time.Hour}
 }
 
-// Validate reports the first invalid field, naming its environment variable.
+// Validate reports the first invalid field as a *fielderr.Error.
 func (c Config) Validate() error {
 	if c.MaxMessageBytes <= 0 {
-		return fmt.Errorf("MAX_MESSAGE_BYTES must be > 0, got %d", c.MaxMessageBytes)
+		return fielderr.New("MaxMessageBytes", "must be > 0, got %d", c.MaxMessageBytes)
 	}
 	if c.MaxFutureSkew <= 0 {
-		return fmt.Errorf("MAX_FUTURE_SKEW must be > 0, got %s", c.MaxFutureSkew)
+		return fielderr.New("MaxFutureSkew", "must be > 0, got %s", c.MaxFutureSkew)
 	}
 	return nil
 }

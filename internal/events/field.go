@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 	"unicode/utf8"
-
-	"github.com/valyala/fastjson"
 )
 
 // MaxCount is the largest token count or latency_ms the decoder accepts.
@@ -39,7 +37,7 @@ const (
 	fieldAPIKeyID
 	fieldProvider
 	fieldModel
-	fieldEndpoint
+	fieldEndpoint // the last string field: see numStringFields
 	fieldStatusCode
 	fieldLatencyMs
 	fieldInputTokens
@@ -50,6 +48,9 @@ const (
 	fieldTotalTokens
 	numFields
 )
+
+// numStringFields counts the string fields, fieldID through fieldEndpoint.
+const numStringFields = int(fieldEndpoint) + 1
 
 // fieldPath is the snake_case JSON path reported in RejectError.Field.
 var fieldPath = [numFields]string{
@@ -77,10 +78,19 @@ var requiredFields = [...]field{fieldID, fieldTimestamp, fieldWorkspaceID, field
 // slot holds what the message said about one field, across all its spellings
 // and duplicate keys.
 type slot struct {
-	str  []byte // string fields; aliases the parser's buffer
-	n    uint64 // counts and status_code; Unix nanoseconds for timestamp
-	set  bool   // a non-null value was given
-	null bool   // null was given: named in the missing_field detail
+	n        uint64 // counts and status_code; Unix nanoseconds for timestamp
+	off, len uint32 // string fields: the value is Decoder.buf[off : off+len]
+	set      bool   // a non-null value was given
+	null     bool   // null was given: named in the missing_field detail
+}
+
+// str returns the value of string field f, nil if none was given.
+func (d *Decoder) str(f field) []byte {
+	sl := &d.slots[f]
+	if !sl.set {
+		return nil
+	}
+	return d.buf[sl.off : sl.off+sl.len : sl.off+sl.len]
 }
 
 // reject records the first rejection of a Decode call; later ones are ignored
@@ -91,97 +101,163 @@ func (d *Decoder) reject(r Reason, f field, detail string) {
 	}
 }
 
-// setString handles one occurrence of a string field.
-func (d *Decoder) setString(f field, key []byte, v *fastjson.Value) {
-	t := v.Type()
-	if t == fastjson.TypeNull {
+// keyOf returns the key of spelling sp, for rejection details. The key in
+// the message is exactly that text once unescaped, or sp would not match it.
+func keyOf(sp spelling) []byte { return spellingKey[sp] }
+
+// stringField reads the value at i of a string field spelled sp.
+func (d *Decoder) stringField(b []byte, i int, sp spelling, depth int) int {
+	f := members[sp].f
+	switch b[i] {
+	case '"':
+		end, flags := d.scanString(b, i+1)
+		if end >= 0 {
+			d.setString(sp, b, i+1, end-1, flags)
+		}
+		return end
+	case 'n':
 		d.slots[f].null = true
-		return
+		return d.scanLiteral(b, i, "null")
 	}
-	if t != fastjson.TypeString {
-		d.reject(ReasonWrongType, f, fmt.Sprintf("%s: want string, got %s", key, t))
-		return
+	end := d.skipValue(b, i, depth)
+	if end >= 0 {
+		d.reject(ReasonWrongType, f, fmt.Sprintf("%s: want string, got %s", keyOf(sp), typeName(b[i])))
 	}
-	s, _ := v.StringBytes() // cannot fail: the type is string
-	if !utf8.Valid(s) {
-		d.reject(ReasonWrongType, f, fmt.Sprintf("%s: string is not valid UTF-8", key))
-		return
-	}
-	if len(s) > MaxFieldBytes {
-		d.reject(ReasonFieldTooLong, f, fmt.Sprintf("%s: %d bytes, max %d", key, len(s), MaxFieldBytes))
-		return
+	return end
+}
+
+// setString handles one occurrence of a string field whose text between the
+// quotes is b[start:end], given the flags scanString returned for it.
+func (d *Decoder) setString(sp spelling, b []byte, start, end int, flags uint8) {
+	f := members[sp].f
+	s := d.buf[start:end]
+	if flags&strEscaped != 0 {
+		// In place: the unescaped value is never longer than its text, and
+		// the text is read from b, not from the copy being overwritten.
+		s = appendUnescaped(s[:0], b[start:end])
 	}
 	sl := &d.slots[f]
-	if sl.set && !bytes.Equal(sl.str, s) {
-		d.reject(ReasonConflictingField, f, fmt.Sprintf("%s: %q differs from earlier value %q", key, s, sl.str))
-		return
+	switch {
+	case flags&strNonASCII != 0 && !utf8.Valid(s):
+		d.reject(ReasonWrongType, f, fmt.Sprintf("%s: string is not valid UTF-8", keyOf(sp)))
+	case len(s) > MaxFieldBytes:
+		d.reject(ReasonFieldTooLong, f, fmt.Sprintf("%s: %d bytes, max %d", keyOf(sp), len(s), MaxFieldBytes))
+	case sl.set:
+		if old := d.str(f); !bytes.Equal(old, s) {
+			d.reject(ReasonConflictingField, f, fmt.Sprintf("%s: %q differs from earlier value %q", keyOf(sp), s, old))
+		}
+	default:
+		sl.off, sl.len, sl.set = uint32(start), uint32(len(s)), true
 	}
-	sl.str, sl.set = s, true
 }
 
-// setCount handles one occurrence of a token count or latency_ms.
-func (d *Decoder) setCount(f field, key []byte, v *fastjson.Value) {
-	n, ok := d.number(f, key, v)
-	if !ok {
-		return
+// countField reads the value at i of a token count, latency_ms or (kind
+// kindStatus) status_code. The checks work on the number's raw text, already
+// checked against the JSON grammar, so that 40.0 and 1e3 are told apart from
+// 40 and 1000 and nothing is rounded.
+func (d *Decoder) countField(b []byte, i int, sp spelling, depth int) int {
+	f, key := members[sp].f, keyOf(sp)
+	switch c := b[i]; {
+	case c == '-' || (c >= '0' && c <= '9'):
+	case c == 'n':
+		d.slots[f].null = true
+		return d.scanLiteral(b, i, "null")
+	default:
+		end := d.skipValue(b, i, depth)
+		if end >= 0 {
+			d.reject(ReasonWrongType, f, fmt.Sprintf("%s: want integer, got %s", key, typeName(c)))
+		}
+		return end
 	}
-	if n > MaxCount {
-		d.reject(ReasonCountTooLarge, f, fmt.Sprintf("%s: %d exceeds %d", key, n, uint64(MaxCount)))
-		return
+	end, frac := d.scanNumber(b, i)
+	if end < 0 {
+		return end
 	}
-	d.setNumber(f, key, n)
+	num := b[i:end]
+	switch {
+	// A leading minus is negative_count even for -0 and -1.5: the sign is the
+	// first thing wrong, and no correct producer writes -0.
+	case num[0] == '-':
+		d.reject(ReasonNegativeCount, f, fmt.Sprintf("%s: %s", key, num))
+	case frac:
+		d.reject(ReasonNonInteger, f, fmt.Sprintf("%s: %s has a fraction or exponent", key, num))
+	// MaxCount has 13 digits; longer integers exceed it (JSON forbids leading
+	// zeros) and would overflow digits.
+	case len(num) > 13:
+		d.reject(ReasonCountTooLarge, f, fmt.Sprintf("%s: %.20s... exceeds %d", key, num, uint64(MaxCount)))
+	default:
+		n, _ := digits(num)
+		d.setCount(sp, uint64(n))
+	}
+	return end
 }
 
-// setStatus handles one occurrence of status_code. Negative and fractional
-// values get the count reasons; a value above 999 is wrong_type because it is
-// not an HTTP status code at all (count_too_large would suggest a size limit).
-func (d *Decoder) setStatus(key []byte, v *fastjson.Value) {
-	n, ok := d.number(fieldStatusCode, key, v)
-	if !ok {
-		return
+// setCount checks the value of a count or status_code against its bound and
+// stores it. A status_code above 999 is wrong_type because it is not an HTTP
+// status code at all (count_too_large would suggest a size limit).
+func (d *Decoder) setCount(sp spelling, n uint64) {
+	m := members[sp]
+	switch {
+	case m.kind == kindStatus && n > maxStatusCode:
+		d.reject(ReasonWrongType, m.f, fmt.Sprintf("%s: %d is not an HTTP status code (0..%d)", keyOf(sp), n, maxStatusCode))
+	case n > MaxCount:
+		d.reject(ReasonCountTooLarge, m.f, fmt.Sprintf("%s: %d exceeds %d", keyOf(sp), n, uint64(MaxCount)))
+	default:
+		d.setNumber(sp, n)
 	}
-	if n > maxStatusCode {
-		d.reject(ReasonWrongType, fieldStatusCode, fmt.Sprintf("%s: %d is not an HTTP status code (0..%d)", key, n, maxStatusCode))
-		return
-	}
-	d.setNumber(fieldStatusCode, key, n)
 }
 
 // emptyTimestamp marks a timestamp given as "": it is no instant, so it
 // conflicts with every real value, and it becomes empty_field after the walk.
 const emptyTimestamp = ^uint64(0)
 
-// setTimestamp handles one occurrence of timestamp: an RFC 3339 string or an
+// timestampField reads the value at i of timestamp: an RFC 3339 string or an
 // integer of Unix epoch milliseconds. Two occurrences agree if they denote the
 // same instant to the nanosecond, whatever their spelling.
-func (d *Decoder) setTimestamp(key []byte, v *fastjson.Value) {
+func (d *Decoder) timestampField(b []byte, i int, sp spelling, depth int) int {
+	key := keyOf(sp)
 	const f = fieldTimestamp
 	var (
 		ns     int64
 		detail string
+		end    int
 	)
-	switch t := v.Type(); t {
-	case fastjson.TypeNull:
-		d.slots[f].null = true
-		return
-	case fastjson.TypeString:
-		s, _ := v.StringBytes() // cannot fail: the type is string
+	switch c := b[i]; {
+	case c == '"':
+		var flags uint8
+		if end, flags = d.scanString(b, i+1); end < 0 {
+			return end
+		}
+		s := b[i+1 : end-1]
+		if flags&strEscaped != 0 {
+			d.tmp = appendUnescaped(d.tmp[:0], s)
+			s = d.tmp
+		}
 		if len(s) == 0 {
 			d.setInstant(key, emptyTimestamp)
-			return
+			return end
 		}
 		ns, detail = parseRFC3339(s)
-	case fastjson.TypeNumber:
-		ns, detail = parseEpochMs(d.rawNumber(v))
+	case c == '-' || (c >= '0' && c <= '9'):
+		if end, _ = d.scanNumber(b, i); end < 0 {
+			return end
+		}
+		ns, detail = parseEpochMs(b[i:end])
+	case c == 'n':
+		d.slots[f].null = true
+		return d.scanLiteral(b, i, "null")
 	default:
-		d.reject(ReasonWrongType, f, fmt.Sprintf("%s: want RFC 3339 string or integer epoch milliseconds, got %s", key, t))
-		return
+		if end = d.skipValue(b, i, depth); end >= 0 {
+			d.reject(ReasonWrongType, f, fmt.Sprintf("%s: want RFC 3339 string or integer epoch milliseconds, got %s", key, typeName(c)))
+		}
+		return end
 	}
 	if detail != "" {
 		d.reject(ReasonInvalidTimestamp, f, detail)
-		return
+		return end
 	}
 	d.setInstant(key, uint64(ns))
+	return end
 }
 
 // setInstant is setNumber for timestamp, with a readable conflict detail.
@@ -203,57 +279,14 @@ func instantString(ns uint64) string {
 	return time.Unix(0, int64(ns)).UTC().Format(time.RFC3339Nano)
 }
 
-// number reads a JSON number that must be a non-negative integer. The checks
-// work on the number's raw text, already validated against the JSON grammar,
-// so that 40.0 and 1e3 are told apart from 40 and 1000 and nothing is rounded.
-func (d *Decoder) number(f field, key []byte, v *fastjson.Value) (uint64, bool) {
-	t := v.Type()
-	if t == fastjson.TypeNull {
-		d.slots[f].null = true
-		return 0, false
-	}
-	if t != fastjson.TypeNumber {
-		d.reject(ReasonWrongType, f, fmt.Sprintf("%s: want integer, got %s", key, t))
-		return 0, false
-	}
-	num := d.rawNumber(v)
-	// A leading minus is negative_count even for -0 and -1.5: the sign is the
-	// first thing wrong, and no correct producer writes -0.
-	if num[0] == '-' {
-		d.reject(ReasonNegativeCount, f, fmt.Sprintf("%s: %s", key, num))
-		return 0, false
-	}
-	for _, c := range num {
-		if c == '.' || c == 'e' || c == 'E' {
-			d.reject(ReasonNonInteger, f, fmt.Sprintf("%s: %s has a fraction or exponent", key, num))
-			return 0, false
-		}
-	}
-	// MaxCount has 13 digits; longer integers exceed it (JSON forbids leading
-	// zeros) and would overflow digits.
-	if len(num) > 13 {
-		d.reject(ReasonCountTooLarge, f, fmt.Sprintf("%s: %.20s... exceeds %d", key, num, uint64(MaxCount)))
-		return 0, false
-	}
-	n, _ := digits(num)
-	return uint64(n), true
-}
-
 // setNumber stores a checked number, or rejects it if an earlier occurrence of
 // the field gave a different value.
-func (d *Decoder) setNumber(f field, key []byte, n uint64) {
+func (d *Decoder) setNumber(sp spelling, n uint64) {
+	f := members[sp].f
 	sl := &d.slots[f]
 	if sl.set && sl.n != n {
-		d.reject(ReasonConflictingField, f, fmt.Sprintf("%s: %d differs from earlier value %d", key, n, sl.n))
+		d.reject(ReasonConflictingField, f, fmt.Sprintf("%s: %d differs from earlier value %d", keyOf(sp), n, sl.n))
 		return
 	}
 	sl.n, sl.set = n, true
-}
-
-// rawNumber returns the raw text of a JSON number value. fastjson has no
-// accessor for it; MarshalTo appends exactly that text, into a buffer the
-// Decoder reuses so this does not allocate once warm.
-func (d *Decoder) rawNumber(v *fastjson.Value) []byte {
-	d.num = v.MarshalTo(d.num[:0])
-	return d.num
 }

@@ -38,15 +38,19 @@ func parseRFC3339(b []byte) (ns int64, detail string) {
 		b[13] != ':' || b[16] != ':' {
 		return 0, detailTimeSyntax
 	}
-	year, ok1 := digits(b[0:4])
-	month, ok2 := digits(b[5:7])
-	day, ok3 := digits(b[8:10])
-	hour, ok4 := digits(b[11:13])
-	minute, ok5 := digits(b[14:16])
-	sec, ok6 := digits(b[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+	b = b[:len(b):len(b)]
+	_ = b[19] // one bounds check for the fixed part
+	century, ok1 := digit2(b[0], b[1])
+	yy, ok2 := digit2(b[2], b[3])
+	month, ok3 := digit2(b[5], b[6])
+	day, ok4 := digit2(b[8], b[9])
+	hour, ok5 := digit2(b[11], b[12])
+	minute, ok6 := digit2(b[14], b[15])
+	sec, ok7 := digit2(b[17], b[18])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
 		return 0, detailTimeSyntax
 	}
+	year := century*100 + yy
 
 	rest := b[19:]
 	var frac int64 // nanoseconds
@@ -117,6 +121,14 @@ func parseEpochMs(num []byte) (ns int64, detail string) {
 		return 0, detailTimeRange
 	}
 	return ms * 1e6, ""
+}
+
+// digit2 parses the two ASCII digits hi and lo; ok is false unless both are
+// digits. The fixed-width fields of a date-time are read with it, without
+// the loop of digits.
+func digit2(hi, lo byte) (n int64, ok bool) {
+	h, l := hi-'0', lo-'0' // a byte below '0' wraps above 9
+	return int64(h)*10 + int64(l), h <= 9 && l <= 9
 }
 
 // digits parses a short run of ASCII decimal digits (at most 18, so it cannot
