@@ -13,9 +13,9 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/internal/compact"
-	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
 	"github.com/usage-rollup/usage-rollup/internal/fielderr"
+	"github.com/usage-rollup/usage-rollup/internal/ingest"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/security"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
@@ -25,27 +25,27 @@ import (
 // README.md (a test checks that the table and this struct agree).
 //
 // A `field` tag names the package Config field a variable sets
-// ("consumer.FlushInterval"): its default is that package's DefaultConfig
+// ("ingest.FlushInterval"): its default is that package's DefaultConfig
 // value (defaultEnv), and an invalid value the package reports by field name
 // is reported by variable name (nameFields). Only variables that belong to
 // no package carry their default here. Passwords are security.Secret from the
 // moment they are read.
 type env struct {
-	KafkaBrokers           []string        `envconfig:"KAFKA_BROKERS" required:"true" field:"consumer.Brokers"`
-	KafkaTopic             string          `envconfig:"KAFKA_TOPIC" field:"consumer.Topic"`
-	KafkaGroupID           string          `envconfig:"KAFKA_GROUP_ID" field:"consumer.GroupID"`
-	KafkaSessionTimeout    time.Duration   `envconfig:"KAFKA_SESSION_TIMEOUT" field:"consumer.SessionTimeout"`
-	KafkaRebalanceTimeout  time.Duration   `envconfig:"KAFKA_REBALANCE_TIMEOUT" field:"consumer.RebalanceTimeout"`
-	KafkaHeartbeatInterval time.Duration   `envconfig:"KAFKA_HEARTBEAT_INTERVAL" field:"consumer.HeartbeatInterval"`
-	KafkaFetchMaxBytes     int             `envconfig:"KAFKA_FETCH_MAX_BYTES" field:"consumer.FetchMaxBytes"`
-	KafkaFetchBufferBytes  int64           `envconfig:"KAFKA_FETCH_BUFFER_BYTES" field:"consumer.FetchBufferBytes"`
-	KafkaTLSEnabled        bool            `envconfig:"KAFKA_TLS_ENABLED" field:"consumer.Security.TLS.Enabled"`
-	KafkaTLSCAFile         string          `envconfig:"KAFKA_TLS_CA_FILE" field:"consumer.Security.TLS.CAFile"`
-	KafkaTLSCertFile       string          `envconfig:"KAFKA_TLS_CERT_FILE" field:"consumer.Security.TLS.CertFile"`
-	KafkaTLSKeyFile        string          `envconfig:"KAFKA_TLS_KEY_FILE" field:"consumer.Security.TLS.KeyFile"`
-	KafkaSASLMechanism     string          `envconfig:"KAFKA_SASL_MECHANISM" field:"consumer.Security.SASLMechanism"`
-	KafkaSASLUsername      string          `envconfig:"KAFKA_SASL_USERNAME" field:"consumer.Security.SASLUsername"`
-	KafkaSASLPassword      security.Secret `envconfig:"KAFKA_SASL_PASSWORD" field:"consumer.Security.SASLPassword"`
+	KafkaBrokers           []string        `envconfig:"KAFKA_BROKERS" required:"true" field:"ingest.Brokers"`
+	KafkaTopic             string          `envconfig:"KAFKA_TOPIC" field:"ingest.Topic"`
+	KafkaGroupID           string          `envconfig:"KAFKA_GROUP_ID" field:"ingest.GroupID"`
+	KafkaSessionTimeout    time.Duration   `envconfig:"KAFKA_SESSION_TIMEOUT" field:"ingest.SessionTimeout"`
+	KafkaRebalanceTimeout  time.Duration   `envconfig:"KAFKA_REBALANCE_TIMEOUT" field:"ingest.RebalanceTimeout"`
+	KafkaHeartbeatInterval time.Duration   `envconfig:"KAFKA_HEARTBEAT_INTERVAL" field:"ingest.HeartbeatInterval"`
+	KafkaFetchMaxBytes     int             `envconfig:"KAFKA_FETCH_MAX_BYTES" field:"ingest.FetchMaxBytes"`
+	KafkaFetchBufferBytes  int64           `envconfig:"KAFKA_FETCH_BUFFER_BYTES" field:"ingest.FetchBufferBytes"`
+	KafkaTLSEnabled        bool            `envconfig:"KAFKA_TLS_ENABLED" field:"ingest.Security.TLS.Enabled"`
+	KafkaTLSCAFile         string          `envconfig:"KAFKA_TLS_CA_FILE" field:"ingest.Security.TLS.CAFile"`
+	KafkaTLSCertFile       string          `envconfig:"KAFKA_TLS_CERT_FILE" field:"ingest.Security.TLS.CertFile"`
+	KafkaTLSKeyFile        string          `envconfig:"KAFKA_TLS_KEY_FILE" field:"ingest.Security.TLS.KeyFile"`
+	KafkaSASLMechanism     string          `envconfig:"KAFKA_SASL_MECHANISM" field:"ingest.Security.SASLMechanism"`
+	KafkaSASLUsername      string          `envconfig:"KAFKA_SASL_USERNAME" field:"ingest.Security.SASLUsername"`
+	KafkaSASLPassword      security.Secret `envconfig:"KAFKA_SASL_PASSWORD" field:"ingest.Security.SASLPassword"`
 
 	ClickHouseAddr          []string        `envconfig:"CLICKHOUSE_ADDR" field:"chconn.Addr"`
 	ClickHouseDatabase      string          `envconfig:"CLICKHOUSE_DATABASE" field:"chconn.Database"`
@@ -62,16 +62,16 @@ type env struct {
 	RollupWindows        string        `envconfig:"ROLLUP_WINDOWS" field:"aggregate.Windows"`
 	ChunkSize            int64         `envconfig:"CHUNK_SIZE" field:"aggregate.ChunkSize"`
 	MaxBatchRows         int           `envconfig:"MAX_BATCH_ROWS" field:"aggregate.MaxBatchRows"`
-	FlushInterval        time.Duration `envconfig:"FLUSH_INTERVAL" field:"consumer.FlushInterval"`
-	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" field:"consumer.ShutdownTimeout"`
-	WriteRetryMaxBackoff time.Duration `envconfig:"WRITE_RETRY_MAX_BACKOFF" field:"consumer.RetryBackoffMax"`
+	FlushInterval        time.Duration `envconfig:"FLUSH_INTERVAL" field:"ingest.FlushInterval"`
+	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" field:"ingest.ShutdownTimeout"`
+	WriteRetryMaxBackoff time.Duration `envconfig:"WRITE_RETRY_MAX_BACKOFF" field:"ingest.RetryBackoffMax"`
 	MaxMessageBytes      int           `envconfig:"MAX_MESSAGE_BYTES" field:"events.MaxMessageBytes"`
 	MaxFutureSkew        time.Duration `envconfig:"MAX_FUTURE_SKEW" field:"events.MaxFutureSkew"`
 	MaxGroups            int           `envconfig:"MAX_GROUPS_PER_PARTITION" field:"aggregate.MaxGroups"`
 	AllowedLateness      time.Duration `envconfig:"ALLOWED_LATENESS" field:"aggregate.AllowedLateness"`
-	IdleTimeout          time.Duration `envconfig:"IDLE_PARTITION_TIMEOUT" field:"consumer.IdleTimeout"`
-	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" field:"consumer.StallTimeout"`
-	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC" field:"consumer.DeadLetterTopic"`
+	IdleTimeout          time.Duration `envconfig:"IDLE_PARTITION_TIMEOUT" field:"ingest.IdleTimeout"`
+	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" field:"ingest.StallTimeout"`
+	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC" field:"ingest.DeadLetterTopic"`
 
 	CompactBatchWindows int           `envconfig:"COMPACT_BATCH_WINDOWS" field:"compact.BatchWindows"`
 	CompactMaxWindows   int           `envconfig:"COMPACT_MAX_WINDOWS" field:"compact.MaxWindows"`
@@ -88,7 +88,7 @@ type env struct {
 // sets, by the name `field` tags use.
 func packageDefaults() map[string]any {
 	return map[string]any{
-		"consumer":  consumer.DefaultConfig(),
+		"ingest":    ingest.DefaultConfig(),
 		"aggregate": aggregate.DefaultConfig(),
 		"events":    events.DefaultConfig(),
 		"chconn":    chconn.DefaultConfig(),
@@ -168,7 +168,7 @@ func nameFields(pkg string, err error) error {
 
 // config is the typed configuration of every package, built from env.
 type config struct {
-	consumer    consumer.Config
+	consumer    ingest.Config
 	aggregate   aggregate.Config
 	events      events.Config
 	clickhouse  chconn.Config
@@ -195,7 +195,7 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("LOG_LEVEL: %q is not one of trace, debug, info, warn, error", e.LogLevel)
 	}
 	c := config{
-		consumer: consumer.Config{
+		consumer: ingest.Config{
 			Brokers:           e.KafkaBrokers,
 			Topic:             e.KafkaTopic,
 			GroupID:           e.KafkaGroupID,
@@ -210,8 +210,8 @@ func loadConfig() (config, error) {
 			DeadLetterTopic:   e.DeadLetterTopic,
 			IdleTimeout:       e.IdleTimeout,
 			StallTimeout:      e.StallTimeout,
-			EndOffsetInterval: consumer.DefaultConfig().EndOffsetInterval,
-			Security: consumer.Security{
+			EndOffsetInterval: ingest.DefaultConfig().EndOffsetInterval,
+			Security: ingest.Security{
 				TLS: security.TLS{
 					Enabled:  e.KafkaTLSEnabled,
 					CAFile:   e.KafkaTLSCAFile,
@@ -265,7 +265,7 @@ func loadConfig() (config, error) {
 		pkg string
 		err error
 	}{
-		{"consumer", c.consumer.Validate()}, {"aggregate", c.aggregate.Validate()}, {"events", c.events.Validate()},
+		{"ingest", c.consumer.Validate()}, {"aggregate", c.aggregate.Validate()}, {"events", c.events.Validate()},
 		{"chconn", c.clickhouse.Validate()}, {"schema", c.schema.Validate()}, {"sink", c.sink.Validate()},
 		{"compact", c.compact.Validate()},
 	} {

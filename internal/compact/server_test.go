@@ -14,8 +14,8 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
-	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // Tests here run against a real ClickHouse (CLICKHOUSE_ADDR, default
