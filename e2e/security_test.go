@@ -19,7 +19,7 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
-	kconsumer "github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/ingest"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/security"
 	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
@@ -95,25 +95,25 @@ func needSecureServices(t *testing.T) secureServices {
 // combination: each SASL mechanism over SASL_PLAINTEXT and SASL_SSL, and mTLS.
 func (s secureServices) kafkaCases() []struct {
 	name, addr string
-	sec        kconsumer.Security
+	sec        ingest.Security
 } {
 	type kc = struct {
 		name, addr string
-		sec        kconsumer.Security
+		sec        ingest.Security
 	}
 	var cases []kc
-	for _, m := range []string{kconsumer.SASLPlain, kconsumer.SASLScramSHA256, kconsumer.SASLScramSHA512} {
-		sasl := kconsumer.Security{SASLMechanism: m, SASLUsername: s.kafkaUser, SASLPassword: security.Secret(s.kafkaPassword)}
+	for _, m := range []string{ingest.SASLPlain, ingest.SASLScramSHA256, ingest.SASLScramSHA512} {
+		sasl := ingest.Security{SASLMechanism: m, SASLUsername: s.kafkaUser, SASLPassword: security.Secret(s.kafkaPassword)}
 		cases = append(cases, kc{"SASL_PLAINTEXT/" + m, s.saslPlaintext, sasl})
 		sasl.TLS = security.TLS{Enabled: true, CAFile: s.ca}
 		cases = append(cases, kc{"SASL_SSL/" + m, s.saslSSL, sasl})
 	}
-	cases = append(cases, kc{"SSL/mTLS", s.ssl, kconsumer.Security{TLS: security.TLS{Enabled: true, CAFile: s.ca, CertFile: s.cert, KeyFile: s.key}}})
+	cases = append(cases, kc{"SSL/mTLS", s.ssl, ingest.Security{TLS: security.TLS{Enabled: true, CAFile: s.ca, CertFile: s.cert, KeyFile: s.key}}})
 	return cases
 }
 
 // TestKafkaSecurity runs, per listener and mechanism, what the service does
-// with Kafka, all through kconsumer.Security's Dialer and Transport: create a
+// with Kafka, all through ingest.Security's Dialer and Transport: create a
 // topic and produce (Client, Writer), join a consumer group and read the
 // assigned partition (ConsumerGroupConfig.Dialer, ReaderConfig.Dialer),
 // commit and read the commit back (Generation, Client).
@@ -127,7 +127,7 @@ func TestKafkaSecurity(t *testing.T) {
 	}
 }
 
-func kafkaRoundTrip(t *testing.T, addr string, sec kconsumer.Security) {
+func kafkaRoundTrip(t *testing.T, addr string, sec ingest.Security) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dialer, err := sec.Dialer(10 * time.Second)
@@ -257,7 +257,7 @@ func TestKafkaWrongPassword(t *testing.T) {
 func TestKafkaUntrustedServer(t *testing.T) {
 	s := needSecureServices(t)
 	rogue := testpki.Write(t) // a CA and client certificate no server trusts
-	sec := kconsumer.Security{TLS: security.TLS{Enabled: true, CAFile: rogue.CA, CertFile: s.cert, KeyFile: s.key}}
+	sec := ingest.Security{TLS: security.TLS{Enabled: true, CAFile: rogue.CA, CertFile: s.cert, KeyFile: s.key}}
 	dialer, err := sec.Dialer(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@
 #   BENCH_CONSUMER_ENV      extra K=V,K=V for the consumer (default: its defaults)
 #   BENCH_TIMEOUT           bound on each pipeline's catch-up (default 15m)
 #   BENCH_CONSUMER_REF      build cmd/consumer from this git revision (git archive, e.g. HEAD)
+#   BENCH_COMPACT           1: run `consumer compact` after usage-rollup caught up, then measure
 #                           instead of the working tree, e.g. to compare two revisions
 #   BENCH_CPU_PROFILE       batch: CPU profile of this length (e.g. 20s) from each usage-rollup
 #                           run, via DEBUG_PPROF, into the run's log directory (default none)
@@ -97,4 +98,5 @@ kafka_version="$(find "$run_dir/kafka/libs" -name 'kafka-server-[0-9]*.jar' -pri
 	-cpu-profile "${BENCH_CPU_PROFILE:-0}" \
 	-rate "${BENCH_RATE:-200}" \
 	-duration "${BENCH_DURATION:-60s}" \
-	-warmup "${BENCH_WARMUP:-15s}"
+	-warmup "${BENCH_WARMUP:-15s}" \
+	-compact="$([[ ${BENCH_COMPACT:-0} == 1 ]] && echo true || echo false)"

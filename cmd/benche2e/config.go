@@ -40,6 +40,7 @@ type config struct {
 	consumerLabel string
 	baseline      string // a second consumer binary to compare against; empty: none
 	baselineLabel string
+	compact       bool
 }
 
 // Modes of -mode.
@@ -89,6 +90,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.consumerLabel, "consumer-label", "usage-rollup", "steady: name of -consumer in the table")
 	fs.StringVar(&c.baseline, "baseline", "", "steady: a second cmd/consumer binary, run before -consumer at every partition count; the table gives -consumer's values divided by its")
 	fs.StringVar(&c.baselineLabel, "baseline-label", "baseline", "steady: name of -baseline in the table")
+	fs.BoolVar(&c.compact, "compact", false, "after usage-rollup caught up and closed every window, run `consumer compact` until nothing is left "+
+		"to fold or delete, then measure (docs/BENCHMARKS.md, \"Compaction\")")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

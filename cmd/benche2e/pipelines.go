@@ -203,6 +203,16 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 			err = perr
 		}
 	}
+	windows := r.Windows()
+	if err == nil && t.cfg.compact {
+		// The consumer keeps running until its idle partitions closed the
+		// last windows; compaction then runs with the consumer stopped.
+		begin := time.Now()
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		err = r.WaitClosed(wctx, t.ch, t.exp.MaxEventTime.Truncate(time.Hour).Add(time.Hour))
+		cancel()
+		logf("p=%d usage-rollup: every window closed %s after catch-up", t.partitions, time.Since(begin).Round(time.Second))
+	}
 	if p != nil {
 		if serr := p.Stop(); serr != nil && err == nil {
 			err = fmt.Errorf("consumer exit after SIGTERM: %w (log: %s)", serr, t.logPath(keyRollup))
@@ -212,7 +222,16 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 		return bench.Result{}, fmt.Errorf("usage-rollup: %w", err)
 	}
 	m.chIdle = idle
-	res, err := t.finish(ctx, bench.PipelineRollup, db, m, r.Windows())
+	if t.cfg.compact {
+		st, err := r.Compact(ctx, t.logPath(keyRollup+"-compact"))
+		if err != nil {
+			return bench.Result{}, fmt.Errorf("usage-rollup: %w", err)
+		}
+		logf("p=%d usage-rollup: %d compaction runs in %s: %d windows compacted, %d raw rows folded, %d deleted",
+			t.partitions, st.Runs, st.Took.Round(time.Second), st.Compacted, st.Folded, st.Deleted)
+		windows = r.CompactedWindows()
+	}
+	res, err := t.finish(ctx, bench.PipelineRollup, db, m, windows)
 	res.Gauges, res.MaxGauges = gauges, maxGauges
 	for _, name := range memoryGauges {
 		logf("p=%d usage-rollup: %s %.0f at catch-up, at most %.0f", t.partitions, name, gauges[name], maxGauges[name])

@@ -203,7 +203,7 @@ func writeReport(path string, cfg config, runID, chVersion string, gen loadgen.C
 		exp.MaxEventTime.Format(time.RFC3339), len(exp.ByWorkspaceModel), len(exp.Rows()), exp.Overall.Requests, exp.Overall.TotalTokens)
 	fmt.Fprintf(&b, "- preload: %s\n", strings.Join(preloads, ", "))
 	fmt.Fprintf(&b, "- settings: consumer env %q (else the service's defaults); kafka_num_consumers %d; raw batch %d rows; "+
-		"query runs %d (median)\n\n", cfg.consumerEnv, cfg.engineConsumers, cfg.rawBatch, cfg.queryRuns)
+		"query runs %d (median); usage-rollup compacted before measuring (-compact): %t\n\n", cfg.consumerEnv, cfg.engineConsumers, cfg.rawBatch, cfg.queryRuns, cfg.compact)
 	b.Write(table)
 	b.WriteString("\nCPU is per million events; rows/group is rows stored (no FINAL) / distinct (window, dimensions) groups; " +
 		"ratios are usage-rollup's value divided by the other pipeline's.\n")

@@ -12,9 +12,10 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
-	"github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/compact"
 	"github.com/usage-rollup/usage-rollup/internal/events"
 	"github.com/usage-rollup/usage-rollup/internal/fielderr"
+	"github.com/usage-rollup/usage-rollup/internal/ingest"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/security"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
@@ -24,27 +25,27 @@ import (
 // README.md (a test checks that the table and this struct agree).
 //
 // A `field` tag names the package Config field a variable sets
-// ("consumer.FlushInterval"): its default is that package's DefaultConfig
+// ("ingest.FlushInterval"): its default is that package's DefaultConfig
 // value (defaultEnv), and an invalid value the package reports by field name
 // is reported by variable name (nameFields). Only variables that belong to
 // no package carry their default here. Passwords are security.Secret from the
 // moment they are read.
 type env struct {
-	KafkaBrokers           []string        `envconfig:"KAFKA_BROKERS" required:"true" field:"consumer.Brokers"`
-	KafkaTopic             string          `envconfig:"KAFKA_TOPIC" field:"consumer.Topic"`
-	KafkaGroupID           string          `envconfig:"KAFKA_GROUP_ID" field:"consumer.GroupID"`
-	KafkaSessionTimeout    time.Duration   `envconfig:"KAFKA_SESSION_TIMEOUT" field:"consumer.SessionTimeout"`
-	KafkaRebalanceTimeout  time.Duration   `envconfig:"KAFKA_REBALANCE_TIMEOUT" field:"consumer.RebalanceTimeout"`
-	KafkaHeartbeatInterval time.Duration   `envconfig:"KAFKA_HEARTBEAT_INTERVAL" field:"consumer.HeartbeatInterval"`
-	KafkaFetchMaxBytes     int             `envconfig:"KAFKA_FETCH_MAX_BYTES" field:"consumer.FetchMaxBytes"`
-	KafkaFetchBufferBytes  int64           `envconfig:"KAFKA_FETCH_BUFFER_BYTES" field:"consumer.FetchBufferBytes"`
-	KafkaTLSEnabled        bool            `envconfig:"KAFKA_TLS_ENABLED" field:"consumer.Security.TLS.Enabled"`
-	KafkaTLSCAFile         string          `envconfig:"KAFKA_TLS_CA_FILE" field:"consumer.Security.TLS.CAFile"`
-	KafkaTLSCertFile       string          `envconfig:"KAFKA_TLS_CERT_FILE" field:"consumer.Security.TLS.CertFile"`
-	KafkaTLSKeyFile        string          `envconfig:"KAFKA_TLS_KEY_FILE" field:"consumer.Security.TLS.KeyFile"`
-	KafkaSASLMechanism     string          `envconfig:"KAFKA_SASL_MECHANISM" field:"consumer.Security.SASLMechanism"`
-	KafkaSASLUsername      string          `envconfig:"KAFKA_SASL_USERNAME" field:"consumer.Security.SASLUsername"`
-	KafkaSASLPassword      security.Secret `envconfig:"KAFKA_SASL_PASSWORD" field:"consumer.Security.SASLPassword"`
+	KafkaBrokers           []string        `envconfig:"KAFKA_BROKERS" required:"true" field:"ingest.Brokers"`
+	KafkaTopic             string          `envconfig:"KAFKA_TOPIC" field:"ingest.Topic"`
+	KafkaGroupID           string          `envconfig:"KAFKA_GROUP_ID" field:"ingest.GroupID"`
+	KafkaSessionTimeout    time.Duration   `envconfig:"KAFKA_SESSION_TIMEOUT" field:"ingest.SessionTimeout"`
+	KafkaRebalanceTimeout  time.Duration   `envconfig:"KAFKA_REBALANCE_TIMEOUT" field:"ingest.RebalanceTimeout"`
+	KafkaHeartbeatInterval time.Duration   `envconfig:"KAFKA_HEARTBEAT_INTERVAL" field:"ingest.HeartbeatInterval"`
+	KafkaFetchMaxBytes     int             `envconfig:"KAFKA_FETCH_MAX_BYTES" field:"ingest.FetchMaxBytes"`
+	KafkaFetchBufferBytes  int64           `envconfig:"KAFKA_FETCH_BUFFER_BYTES" field:"ingest.FetchBufferBytes"`
+	KafkaTLSEnabled        bool            `envconfig:"KAFKA_TLS_ENABLED" field:"ingest.Security.TLS.Enabled"`
+	KafkaTLSCAFile         string          `envconfig:"KAFKA_TLS_CA_FILE" field:"ingest.Security.TLS.CAFile"`
+	KafkaTLSCertFile       string          `envconfig:"KAFKA_TLS_CERT_FILE" field:"ingest.Security.TLS.CertFile"`
+	KafkaTLSKeyFile        string          `envconfig:"KAFKA_TLS_KEY_FILE" field:"ingest.Security.TLS.KeyFile"`
+	KafkaSASLMechanism     string          `envconfig:"KAFKA_SASL_MECHANISM" field:"ingest.Security.SASLMechanism"`
+	KafkaSASLUsername      string          `envconfig:"KAFKA_SASL_USERNAME" field:"ingest.Security.SASLUsername"`
+	KafkaSASLPassword      security.Secret `envconfig:"KAFKA_SASL_PASSWORD" field:"ingest.Security.SASLPassword"`
 
 	ClickHouseAddr          []string        `envconfig:"CLICKHOUSE_ADDR" field:"chconn.Addr"`
 	ClickHouseDatabase      string          `envconfig:"CLICKHOUSE_DATABASE" field:"chconn.Database"`
@@ -61,16 +62,23 @@ type env struct {
 	RollupWindows        string        `envconfig:"ROLLUP_WINDOWS" field:"aggregate.Windows"`
 	ChunkSize            int64         `envconfig:"CHUNK_SIZE" field:"aggregate.ChunkSize"`
 	MaxBatchRows         int           `envconfig:"MAX_BATCH_ROWS" field:"aggregate.MaxBatchRows"`
-	FlushInterval        time.Duration `envconfig:"FLUSH_INTERVAL" field:"consumer.FlushInterval"`
-	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" field:"consumer.ShutdownTimeout"`
-	WriteRetryMaxBackoff time.Duration `envconfig:"WRITE_RETRY_MAX_BACKOFF" field:"consumer.RetryBackoffMax"`
+	FlushInterval        time.Duration `envconfig:"FLUSH_INTERVAL" field:"ingest.FlushInterval"`
+	ShutdownTimeout      time.Duration `envconfig:"SHUTDOWN_TIMEOUT" field:"ingest.ShutdownTimeout"`
+	WriteRetryMaxBackoff time.Duration `envconfig:"WRITE_RETRY_MAX_BACKOFF" field:"ingest.RetryBackoffMax"`
 	MaxMessageBytes      int           `envconfig:"MAX_MESSAGE_BYTES" field:"events.MaxMessageBytes"`
 	MaxFutureSkew        time.Duration `envconfig:"MAX_FUTURE_SKEW" field:"events.MaxFutureSkew"`
 	MaxGroups            int           `envconfig:"MAX_GROUPS_PER_PARTITION" field:"aggregate.MaxGroups"`
 	AllowedLateness      time.Duration `envconfig:"ALLOWED_LATENESS" field:"aggregate.AllowedLateness"`
-	IdleTimeout          time.Duration `envconfig:"IDLE_PARTITION_TIMEOUT" field:"consumer.IdleTimeout"`
-	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" field:"consumer.StallTimeout"`
-	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC" field:"consumer.DeadLetterTopic"`
+	IdleTimeout          time.Duration `envconfig:"IDLE_PARTITION_TIMEOUT" field:"ingest.IdleTimeout"`
+	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" field:"ingest.StallTimeout"`
+	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC" field:"ingest.DeadLetterTopic"`
+
+	CompactBatchWindows int           `envconfig:"COMPACT_BATCH_WINDOWS" field:"compact.BatchWindows"`
+	CompactMaxWindows   int           `envconfig:"COMPACT_MAX_WINDOWS" field:"compact.MaxWindows"`
+	CompactSettle       time.Duration `envconfig:"COMPACT_SETTLE" field:"compact.Settle"`
+	CompactMaxRun       time.Duration `envconfig:"COMPACT_MAX_RUN" field:"compact.MaxRun"`
+	CompactDelete       bool          `envconfig:"COMPACT_DELETE" field:"compact.Delete"`
+	CompactWaitDeletes  bool          `envconfig:"COMPACT_WAIT_DELETES" field:"compact.WaitDeletes"`
 
 	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9464"`
 	DebugPprof  bool   `envconfig:"DEBUG_PPROF" default:"false"`
@@ -81,10 +89,11 @@ type env struct {
 // sets, by the name `field` tags use.
 func packageDefaults() map[string]any {
 	return map[string]any{
-		"consumer":  consumer.DefaultConfig(),
+		"ingest":    ingest.DefaultConfig(),
 		"aggregate": aggregate.DefaultConfig(),
 		"events":    events.DefaultConfig(),
 		"chconn":    chconn.DefaultConfig(),
+		"compact":   compact.DefaultConfig(),
 	}
 }
 
@@ -138,7 +147,8 @@ func nameFields(pkg string, err error) error {
 		return err
 	}
 	// The windows the schema and the writer check are ROLLUP_WINDOWS too.
-	vars := map[string]string{"schema.Windows": "ROLLUP_WINDOWS", "sink.Windows": "ROLLUP_WINDOWS"}
+	vars := map[string]string{"schema.Windows": "ROLLUP_WINDOWS", "sink.Windows": "ROLLUP_WINDOWS",
+		"compact.Windows": "ROLLUP_WINDOWS", "compact.Topic": "KAFKA_TOPIC"}
 	t := reflect.TypeOf(env{})
 	for i := range t.NumField() {
 		if path, ok := t.Field(i).Tag.Lookup("field"); ok {
@@ -159,12 +169,13 @@ func nameFields(pkg string, err error) error {
 
 // config is the typed configuration of every package, built from env.
 type config struct {
-	consumer    consumer.Config
+	consumer    ingest.Config
 	aggregate   aggregate.Config
 	events      events.Config
 	clickhouse  chconn.Config
 	schema      schema.Config
 	sink        sink.Config
+	compact     compact.Config
 	migrate     bool // CLICKHOUSE_MIGRATE: apply the migrations at start
 	metricsAddr string
 	debugPprof  bool // DEBUG_PPROF: serve net/http/pprof on metricsAddr
@@ -186,7 +197,7 @@ func loadConfig() (config, error) {
 		return config{}, fmt.Errorf("LOG_LEVEL: %q is not one of trace, debug, info, warn, error", e.LogLevel)
 	}
 	c := config{
-		consumer: consumer.Config{
+		consumer: ingest.Config{
 			Brokers:           e.KafkaBrokers,
 			Topic:             e.KafkaTopic,
 			GroupID:           e.KafkaGroupID,
@@ -201,8 +212,8 @@ func loadConfig() (config, error) {
 			DeadLetterTopic:   e.DeadLetterTopic,
 			IdleTimeout:       e.IdleTimeout,
 			StallTimeout:      e.StallTimeout,
-			EndOffsetInterval: consumer.DefaultConfig().EndOffsetInterval,
-			Security: consumer.Security{
+			EndOffsetInterval: ingest.DefaultConfig().EndOffsetInterval,
+			Security: ingest.Security{
 				TLS: security.TLS{
 					Enabled:  e.KafkaTLSEnabled,
 					CAFile:   e.KafkaTLSCAFile,
@@ -236,8 +247,18 @@ func loadConfig() (config, error) {
 			DialTimeout:      e.ClickHouseDialTimeout,
 			StatementTimeout: e.ClickHouseInsertTimeout,
 		},
-		schema:      schema.Config{Windows: windows},
-		sink:        sink.Config{Windows: windows},
+		schema: schema.Config{Windows: windows},
+		sink:   sink.Config{Windows: windows},
+		compact: compact.Config{
+			Windows:      windows,
+			Topic:        e.KafkaTopic,
+			BatchWindows: e.CompactBatchWindows,
+			MaxWindows:   e.CompactMaxWindows,
+			Settle:       e.CompactSettle,
+			MaxRun:       e.CompactMaxRun,
+			Delete:       e.CompactDelete,
+			WaitDeletes:  e.CompactWaitDeletes,
+		},
 		migrate:     e.ClickHouseMigrate,
 		metricsAddr: e.MetricsAddr,
 		debugPprof:  e.DebugPprof,
@@ -247,8 +268,9 @@ func loadConfig() (config, error) {
 		pkg string
 		err error
 	}{
-		{"consumer", c.consumer.Validate()}, {"aggregate", c.aggregate.Validate()}, {"events", c.events.Validate()},
+		{"ingest", c.consumer.Validate()}, {"aggregate", c.aggregate.Validate()}, {"events", c.events.Validate()},
 		{"chconn", c.clickhouse.Validate()}, {"schema", c.schema.Validate()}, {"sink", c.sink.Validate()},
+		{"compact", c.compact.Validate()},
 	} {
 		if v.err != nil {
 			return config{}, nameFields(v.pkg, v.err)

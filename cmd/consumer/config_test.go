@@ -12,8 +12,8 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
-	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/ingest"
 	"github.com/usage-rollup/usage-rollup/internal/security"
 )
 
@@ -87,10 +87,10 @@ func TestDefaultsComeFromThePackages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := consumer.DefaultConfig()
+	want := ingest.DefaultConfig()
 	if cfg.consumer.FlushInterval != want.FlushInterval || cfg.consumer.RebalanceTimeout != want.RebalanceTimeout ||
 		cfg.consumer.FetchMaxBytes != want.FetchMaxBytes || cfg.consumer.Topic != want.Topic {
-		t.Errorf("consumer defaults not taken from consumer.DefaultConfig: %+v", cfg.consumer)
+		t.Errorf("consumer defaults not taken from ingest.DefaultConfig: %+v", cfg.consumer)
 	}
 	if agg := aggregate.DefaultConfig(); cfg.aggregate.ChunkSize != agg.ChunkSize || cfg.aggregate.MaxGroups != agg.MaxGroups ||
 		cfg.aggregate.AllowedLateness != agg.AllowedLateness || len(cfg.aggregate.Windows) != len(agg.Windows) {

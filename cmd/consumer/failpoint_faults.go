@@ -13,7 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
-	"github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/ingest"
 )
 
 // withFailpoints wraps w in the test build's failpoints (go build -tags
@@ -21,7 +21,7 @@ import (
 // FAULT_CRASH_AFTER_WRITES=N makes the process SIGKILL itself right after the
 // write that made its Nth batch durable, before those batches' offsets are
 // committed: a crash between a durable write and its commit.
-func withFailpoints(w consumer.BatchWriter, log zerolog.Logger) (consumer.BatchWriter, error) {
+func withFailpoints(w ingest.BatchWriter, log zerolog.Logger) (ingest.BatchWriter, error) {
 	v := os.Getenv("FAULT_CRASH_AFTER_WRITES")
 	if v == "" {
 		return w, nil
@@ -37,7 +37,7 @@ func withFailpoints(w consumer.BatchWriter, log zerolog.Logger) (consumer.BatchW
 }
 
 type crashAfterWrites struct {
-	consumer.BatchWriter
+	ingest.BatchWriter
 	n      int64
 	writes atomic.Int64
 	log    zerolog.Logger

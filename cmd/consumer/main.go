@@ -5,6 +5,7 @@
 //	consumer migrate     apply the ClickHouse migrations and exit
 //	consumer reconcile   print, per partition, accepted + rejected + duplicates
 //	                     against the offsets written, the log end and the commit
+//	consumer compact     compact closed windows once, delete folded raw rows, exit
 package main
 
 import (

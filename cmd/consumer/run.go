@@ -19,12 +19,12 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/backoff"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
-	"github.com/usage-rollup/usage-rollup/internal/consumer"
+	"github.com/usage-rollup/usage-rollup/internal/ingest"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
 	"github.com/usage-rollup/usage-rollup/internal/sink"
 )
 
-var _ consumer.BatchWriter = (*sink.Sink)(nil)
+var _ ingest.BatchWriter = (*sink.Sink)(nil)
 
 // run wires the service and blocks until ctx ends or a part fails.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -46,8 +46,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		cfg.migrate = false
 	case "migrate":
 		cfg.migrate = true
+	case "compact":
 	default:
-		return fmt.Errorf("unknown command %q (want none, \"migrate\" or \"reconcile\")", mode)
+		return fmt.Errorf("unknown command %q (want none, \"migrate\", \"reconcile\" or \"compact\")", mode)
 	}
 
 	conn, sch, err := connect(ctx, cfg, log)
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "migrate":
 		log.Info().Msg("migrations applied")
 		return nil
+	case "compact":
+		return compactOnce(ctx, cfg, conn, log)
 	case "reconcile":
 		dialer, err := cfg.consumer.Security.Dialer(10 * time.Second)
 		if err != nil {
@@ -93,9 +96,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := consumer.New(cfg.consumer, cfg.aggregate, cfg.events, writer, log, reg)
+	c, err := ingest.New(cfg.consumer, cfg.aggregate, cfg.events, writer, log, reg)
 	if err != nil {
-		return nameFields("consumer", err)
+		return nameFields("ingest", err)
 	}
 
 	srv, err := serve(cfg.metricsAddr, reg, probes{consumer: c, clickhouse: conn}, cfg.debugPprof, log)

@@ -14,8 +14,8 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/audit"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
-	"github.com/usage-rollup/usage-rollup/internal/consumer"
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/ingest"
 	"github.com/usage-rollup/usage-rollup/internal/kafkaoffsets"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 	"github.com/usage-rollup/usage-rollup/internal/schema"
@@ -79,9 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rd := audit.New(conn, windows)
 
-	cc := consumer.DefaultConfig()
+	cc := ingest.DefaultConfig()
 	cc.Brokers, cc.Topic, cc.GroupID, cc.FlushInterval = brokers, topic, "usage-rollup-demo", time.Second
-	c, err := consumer.New(cc, ac, events.DefaultConfig(), snk, log, prometheus.NewRegistry())
+	c, err := ingest.New(cc, ac, events.DefaultConfig(), snk, log, prometheus.NewRegistry())
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 const (
 	codeDuplicateColumn       = 15
 	codeIllegalColumn         = 44
+	codeUnknownTable          = 60
 	codeTableAlreadyExists    = 57
 	codeDatabaseAlreadyExists = 82
 )
@@ -33,4 +34,13 @@ func isDuplicateColumn(err error) bool {
 	var ex *clickhouse.Exception
 	return errors.As(err, &ex) && (ex.Code == codeDuplicateColumn || ex.Code == codeIllegalColumn) &&
 		strings.Contains(ex.Message, "column with this name already exists")
+}
+
+// isUnknownTable reports UNKNOWN_TABLE (60). Migration 0014 drops and
+// re-creates the views usage_<window> (18.16 has no CREATE OR REPLACE VIEW);
+// a replica migrating at the same moment can meet the gap while it creates
+// a view on top of one (usage_cost_<window>), and retries the statement.
+func isUnknownTable(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == codeUnknownTable
 }

@@ -62,7 +62,30 @@ func (s *Schema) Migrate(ctx context.Context) error {
 // creator winning the race of an IF NOT EXISTS counts as success, and so does
 // a column that exists already: 18.16 has no ADD COLUMN IF NOT EXISTS, so a
 // re-run or a replica migrating at the same time gets that error instead.
+//
+// A table missing for a moment is retried a few times: another migrator may
+// be between the DROP and the CREATE of a view this statement refers to.
 func (s *Schema) exec(ctx context.Context, stmt string) error {
+	err := s.execOnce(ctx, stmt)
+	for attempt := 0; attempt < unknownTableRetries && isUnknownTable(err); attempt++ {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(unknownTableBackoff):
+		}
+		err = s.execOnce(ctx, stmt)
+	}
+	return err
+}
+
+// A view is re-created within milliseconds; 10 x 200ms covers a loaded
+// server, and a table that really is missing still fails within 2s.
+const (
+	unknownTableRetries = 10
+	unknownTableBackoff = 200 * time.Millisecond
+)
+
+func (s *Schema) execOnce(ctx context.Context, stmt string) error {
 	ctx, cancel := s.conn.StatementContext(ctx)
 	defer cancel()
 	err := s.conn.Exec(ctx, stmt)

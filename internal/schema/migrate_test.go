@@ -16,10 +16,12 @@ import (
 // objectsPerWindow are usage_rollup_<w>, usage_<w> and usage_cost_<w>; the
 // fixed objects are schema_migrations, usage_settings, usage_chunks,
 // usage_chunk_progress, usage_rejected_log, usage_rejected,
-// usage_progress_log, usage_progress, usage_progress_topic and usage_prices.
+// usage_progress_log, usage_progress, usage_progress_topic, usage_prices,
+// usage_compactions and usage_compaction_runs; per window usage_rollup_<w>,
+// usage_<w>, usage_cost_<w> and usage_compact_<w>.
 const (
-	fixedObjects     = 10
-	objectsPerWindow = 3
+	fixedObjects     = 12
+	objectsPerWindow = 4
 )
 
 func countTables(t *testing.T, s *Schema) uint64 {

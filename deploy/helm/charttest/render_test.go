@@ -40,6 +40,7 @@ type rendered struct {
 	Secrets         []*corev1.Secret
 	ServiceAccounts []*corev1.ServiceAccount
 	Jobs            []*batchv1.Job
+	CronJobs        []*batchv1.CronJob
 	PDBs            []*policyv1.PodDisruptionBudget
 	// Monitoring are the monitoring.coreos.com objects (no Go types here: CRDs).
 	Monitoring []*unstructured.Unstructured
@@ -150,6 +151,8 @@ func (r *rendered) add(manifest string) error {
 		return decodeInto(id, js, &r.ServiceAccounts)
 	case "batch/v1 Job":
 		return decodeInto(id, js, &r.Jobs)
+	case "batch/v1 CronJob":
+		return decodeInto(id, js, &r.CronJobs)
 	case "policy/v1 PodDisruptionBudget":
 		return decodeInto(id, js, &r.PDBs)
 	case "monitoring.coreos.com/v1 ServiceMonitor", "monitoring.coreos.com/v1 PrometheusRule":

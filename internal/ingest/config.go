@@ -2,7 +2,7 @@
 // group, runs one goroutine per assigned partition, feeds records through the
 // decoder into the partition's aggregate, writes batches through a BatchWriter
 // and commits offsets only after the write succeeded.
-package consumer
+package ingest
 
 import (
 	"time"

@@ -1,0 +1,212 @@
+//go:build faults
+
+package faults
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// compactedStream produces a stream, lets one consumer catch up until every
+// window is closed, and prices its models: the start of every compaction case.
+func compactedStream(t *testing.T, s *scenario, seed int64) (*consumer, *verified) {
+	t.Helper()
+	prod := s.produce(genConfig(seed, pick(8_000, 30_000), 0))
+	a := s.start(idleEnv)
+	s.wait(prod, 3*time.Minute)
+	s.waitCaughtUp(recoveryBound)
+	s.waitClosed(30 * time.Second)
+	first := s.verify(verifyOpts{})
+	s.priceModels()
+	return a, first
+}
+
+// compactAndDelete runs a compaction, waits out the lease and runs another,
+// which deletes the raw pieces the first folded, sampling exactness
+// throughout.
+func (s *scenario) compactAndDelete(acc *sampled) {
+	s.t.Helper()
+	x := s.sampleExactness()
+	s.compact()
+	time.Sleep(leaseAge)
+	s.compact()
+	acc.add(x)
+}
+
+// rawBelowFrontier counts raw rows that the newest manifest of their window
+// folded: zero once the deletions finished.
+func (s *scenario) rawBelowFrontier(window string) uint64 {
+	s.t.Helper()
+	var n uint64
+	err := s.ch.conn.QueryRow(s.ctx, "SELECT count() FROM "+s.db+".usage_rollup_"+window+" ANY INNER JOIN ("+
+		"SELECT topic, window_start, p AS `partition`, b AS folded_below FROM ("+
+		"SELECT topic, window_start, argMax(partitions, (generation, compaction_id)) AS ps, argMax(below, (generation, compaction_id)) AS bs"+
+		" FROM "+s.db+".usage_compactions WHERE topic = ? AND window = ? GROUP BY topic, window_start) ARRAY JOIN ps AS p, bs AS b"+
+		") USING (topic, window_start, `partition`) WHERE topic = ? AND chunk < folded_below",
+		s.topic, window, s.topic).Scan(&n)
+	if err != nil {
+		s.t.Fatalf("count folded raw rows of %s: %v", window, err)
+	}
+	return n
+}
+
+// TestF16KillCompactor kills `consumer compact` with SIGKILL after it wrote
+// compact rows and before it published their manifests (it pauses
+// COMPACT_SETTLE in between), then runs it again twice (publish, then
+// delete). Analysts' sums are sampled from before the kill to the end.
+func TestF16KillCompactor(t *testing.T) {
+	s := newScenario(t, "F16", "kill -9 of consumer compact between its compact rows and its manifests, then re-runs", 6)
+	a, _ := compactedStream(t, s, 116)
+	var acc sampled
+	x := s.sampleExactness()
+	k := s.compactor("COMPACT_SETTLE=20s", "COMPACT_MAX_RUN=40s")
+	var rows1m, rows1h, manifests uint64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := s.ch.conn.QueryRow(s.ctx, "SELECT (SELECT count() FROM "+s.db+".usage_compact_1m), (SELECT count() FROM "+s.db+
+			".usage_compact_1h), (SELECT count() FROM "+s.db+".usage_compactions)").Scan(&rows1m, &rows1h, &manifests)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows1m > 0 && rows1h > 0 {
+			break
+		}
+		if time.Now().After(deadline) || !k.alive() {
+			t.Fatalf("%s wrote no compact rows of both windows (1m %d, 1h %d; alive %v)", k.name, rows1m, rows1h, k.alive())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	k.kill9()
+	if manifests != 0 {
+		t.Fatalf("%s published %d manifests before the kill; the kill must land before them", k.name, manifests)
+	}
+	s.res.note(t, "%s killed after writing %d 1m and %d 1h compact rows, before any manifest (COMPACT_SETTLE=20s)", k.name, rows1m, rows1h)
+	time.Sleep(time.Second) // orphans in place, sampled
+	s.compact()
+	time.Sleep(leaseAge)
+	s.compact()
+	acc.add(x)
+	s.res.note(t, "after the re-runs: %s; raw rows below the frontiers: 1m %d, 1h %d",
+		s.storage(), s.rawBelowFrontier("1m"), s.rawBelowFrontier("1h"))
+	acc.report(s, fmt.Sprintf("the killed run and %d re-runs", 2))
+	s.verify(verifyOpts{})
+	s.stopAll(a)
+}
+
+// TestF17ConcurrentCompactors starts two compactors at the same instant,
+// several rounds: after the first stream, after a second stream into the
+// same windows, and with nothing new (deletions only).
+func TestF17ConcurrentCompactors(t *testing.T) {
+	s := newScenario(t, "F17", "two consumer compact processes started together, several rounds", 6)
+	a, _ := compactedStream(t, s, 117)
+	rounds := pick(3, 5)
+	var acc sampled
+	var exits []string
+	for r := range rounds {
+		if r == 1 {
+			cfg := genConfig(217, pick(4_000, 15_000), 0)
+			prod := s.produce(cfg)
+			s.wait(prod, 3*time.Minute)
+			s.waitCaughtUp(recoveryBound)
+			s.waitClosed(30 * time.Second)
+			s.priceModels()
+		}
+		x := s.sampleExactness()
+		k1, k2 := s.compactor(), s.compactor()
+		for _, k := range []*consumer{k1, k2} {
+			if err := s.compactDone(k); err != nil {
+				exits = append(exits, fmt.Sprintf("round %d: %v", r+1, err))
+			}
+		}
+		acc.add(x)
+		published := 0
+		for _, k := range []*consumer{k1, k2} {
+			published += strings.Count(k.out.String(), `"windows_compacted":`) - strings.Count(k.out.String(), `"windows_compacted":0`)
+		}
+		s.res.note(t, "round %d: %d of 2 window-size results published manifests; %s", r+1, published, s.storage())
+		time.Sleep(leaseAge)
+	}
+	s.res.check(t, "compactors exit 0", exits, fmt.Sprintf("%d runs in %d rounds of two concurrent compactors exited 0", 2*rounds, rounds))
+	acc.report(s, fmt.Sprintf("%d rounds of two concurrent compactors", rounds))
+	s.verify(verifyOpts{})
+	s.stopAll(a)
+}
+
+// TestF18LateEventAfterCompaction compacts the stream's windows and deletes
+// their raw pieces, then produces a second stream whose events fall in those
+// windows (event time two hours old): they are read raw next to the compact
+// rows, then folded by the next compaction.
+func TestF18LateEventAfterCompaction(t *testing.T) {
+	s := newScenario(t, "F18", "events for windows already compacted (raw rows deleted), then compaction again", 6)
+	a, _ := compactedStream(t, s, 118)
+	var acc sampled
+	s.compactAndDelete(&acc)
+	left := s.rawBelowFrontier("1m") + s.rawBelowFrontier("1h")
+	before := s.storage()
+	cfg := genConfig(218, pick(3_000, 10_000), 0)
+	prod := s.produce(cfg)
+	s.wait(prod, 3*time.Minute)
+	s.waitCaughtUp(recoveryBound)
+	s.res.note(t, "after the first compaction %s (%d folded raw rows left); then %d events from %s on, into compacted windows",
+		before, left, cfg.Count, cfg.Start.Format(time.TimeOnly))
+	s.verify(verifyOpts{}) // the late events read raw beside the compact rows
+	s.waitClosed(30 * time.Second)
+	s.priceModels()
+	s.compactAndDelete(&acc)
+	s.res.note(t, "after compacting again: %s", s.storage())
+	acc.report(s, fmt.Sprintf("%d compaction runs (before and after the late events)", 4))
+	s.verify(verifyOpts{})
+	s.stopAll(a)
+}
+
+// TestF19ReplayAfterCompaction compacts and deletes raw pieces, then resets
+// the group to the earliest offset: the replay rewrites raw pieces below the
+// manifests' frontiers, which the views exclude and the next run deletes.
+func TestF19ReplayAfterCompaction(t *testing.T) {
+	s := newScenario(t, "F19", "group reset to earliest + full replay after compaction (raw rows deleted)", 6)
+	a, first := compactedStream(t, s, 119)
+	var acc sampled
+	s.compactAndDelete(&acc)
+	compacted := s.verify(verifyOpts{})
+	s.stopAll(a)
+
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	for {
+		members, state, err := s.adm.groupMembers(ctx, s.group)
+		if err == nil && members == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("group not empty after the consumers stopped: %d members, state %s, %v", members, state, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := s.adm.resetGroup(ctx, s.group, s.topic, int(s.partitions.Load())); err != nil {
+		t.Fatal(err)
+	}
+	s.mon.allowReset()
+	x := s.sampleExactness()
+	a = s.start(idleEnv)
+	s.markHealed()
+	replay := s.waitCaughtUp(recoveryBound)
+	acc.add(x)
+	s.res.note(t, "full replay after compaction took %.1fs; then %s", replay.Seconds(), s.storage())
+	replayed := s.verify(verifyOpts{})
+	s.compactAndDelete(&acc)
+	s.res.note(t, "after compacting again: %s", s.storage())
+	acc.report(s, "2 compactions, the replay and 2 more compactions")
+	last := s.verify(verifyOpts{})
+	var i7 []string
+	for w, groups := range first.groups {
+		i7 = append(i7, diffGroups(w, groups, compacted.groups[w])...)
+		i7 = append(i7, diffGroups(w, groups, replayed.groups[w])...)
+		i7 = append(i7, diffGroups(w, groups, last.groups[w])...)
+	}
+	s.res.check(t, "I7 replay unchanged", i7, fmt.Sprintf("all %d 1m and %d 1h groups identical before compaction, after it, after the replay and after compacting again",
+		len(first.groups["1m"]), len(first.groups["1h"])))
+	s.stopAll(a)
+}
