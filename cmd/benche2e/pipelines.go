@@ -178,7 +178,8 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 		})
 		if t.cfg.cpuProfile > 0 {
 			profileDone = make(chan error, 1)
-			go func() { profileDone <- t.profile(profileCtx, addr) }()
+			started := time.Now()
+			go func() { profileDone <- t.profile(profileCtx, addr, started) }()
 		}
 		return p, nil
 	})
@@ -243,19 +244,20 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 // RSS: rollup groups and their estimated bytes, and the Go heap.
 var memoryGauges = []string{"usage_rollup_groups_in_memory", "usage_rollup_state_bytes", "go_memstats_heap_inuse_bytes"}
 
-// profile fetches a CPU profile of cfg.cpuProfile from the consumer at addr,
-// as soon as its HTTP server answers, into the run's log directory.
-func (t *topicRun) profile(ctx context.Context, addr string) error {
+// profile fetches a CPU profile of cfg.cpuProfile from the consumer at addr
+// (started at started), as soon as its HTTP server answers, into the run's
+// log directory.
+func (t *topicRun) profile(ctx context.Context, addr string, started time.Time) error {
 	if err := bench.WaitOK(ctx, addr, "/livez"); err != nil {
 		return err
 	}
 	path := filepath.Join(t.logDir, fmt.Sprintf("p%d-%s.cpu.pprof", t.partitions, keyRollup))
-	begin := time.Now()
+	logf("p=%d usage-rollup: CPU profile of %s starts %s after the consumer", t.partitions, t.cfg.cpuProfile,
+		time.Since(started).Round(time.Millisecond))
 	if err := bench.CPUProfile(ctx, addr, t.cfg.cpuProfile, path); err != nil {
 		return fmt.Errorf("CPU profile: %w", err)
 	}
-	logf("p=%d usage-rollup: CPU profile of %s (from %s after start) in %s", t.partitions, t.cfg.cpuProfile,
-		time.Since(begin).Round(time.Millisecond)-t.cfg.cpuProfile, path)
+	logf("p=%d usage-rollup: CPU profile in %s", t.partitions, path)
 	return nil
 }
 
