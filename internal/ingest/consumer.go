@@ -64,9 +64,13 @@ type Consumer struct {
 	transport *kafka.Transport
 	// client answers metadata questions (first and end offsets).
 	client *kafka.Client
-	// deadLetters is nil unless DeadLetterTopic is set.
-	deadLetters *kafka.Writer
-	status      *status
+	// newDeadLetterWriter is nil unless DeadLetterTopic is set. Each
+	// partition gets its own writer: kafka-go's Writer merges concurrent
+	// WriteMessages calls into one batch, so with a shared one a small dead
+	// letter could be refused together with another partition's oversized
+	// one, and the refusal could not be told apart from its own.
+	newDeadLetterWriter func() *kafka.Writer
+	status              *status
 	// budget bounds the fetched bytes all partition readers hold at once.
 	budget *partitionlog.Budget
 	// out merges the partitions' writes into one INSERT per table.
@@ -110,27 +114,29 @@ func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log
 	}
 	c.out = newCoalescer(w, agg.MaxBatchRows, c.metrics, c.log)
 	if cfg.DeadLetterTopic != "" {
-		c.deadLetters = &kafka.Writer{
-			Addr:         kafka.TCP(cfg.Brokers...),
-			Topic:        cfg.DeadLetterTopic,
-			Transport:    transport,
-			Balancer:     &kafka.Hash{}, // same key, same partition, as in the source topic
-			RequiredAcks: kafka.RequireAll,
-			// Writes are synchronous and flushed by the partition before its
-			// ClickHouse write; lingering would only add latency.
-			BatchTimeout: 5 * time.Millisecond,
-			// A rejected message may be as large as anything we can fetch.
-			// kafka-go refuses bigger ones before sending (a compressed
-			// record can decompress beyond FetchMaxBytes); they get a
-			// truncated dead letter, like those the topic refuses.
-			BatchBytes: int64(cfg.FetchMaxBytes) + 1<<20,
-			// The broker checks max.message.bytes against the compressed
-			// batch, so a message the producer compressed to fit the source
-			// topic usually fits here again. zstd: the best ratio of
-			// kafka-go's codecs at a moderate CPU cost, on a path that only
-			// carries rejected messages; brokers and clients since Kafka 2.1
-			// read it.
-			Compression: kafka.Zstd,
+		c.newDeadLetterWriter = func() *kafka.Writer {
+			return &kafka.Writer{
+				Addr:         kafka.TCP(cfg.Brokers...),
+				Topic:        cfg.DeadLetterTopic,
+				Transport:    transport,
+				Balancer:     &kafka.Hash{}, // same key, same partition, as in the source topic
+				RequiredAcks: kafka.RequireAll,
+				// Writes are synchronous and flushed by the partition before its
+				// ClickHouse write; lingering would only add latency.
+				BatchTimeout: 5 * time.Millisecond,
+				// A rejected message may be as large as anything we can fetch.
+				// kafka-go refuses bigger ones before sending (a compressed
+				// record can decompress beyond FetchMaxBytes); they get a
+				// truncated dead letter, like those the topic refuses.
+				BatchBytes: int64(cfg.FetchMaxBytes) + 1<<20,
+				// The broker checks max.message.bytes against the compressed
+				// batch, so a message the producer compressed to fit the source
+				// topic usually fits here again. zstd: the best ratio of
+				// kafka-go's codecs at a moderate CPU cost, on a path that only
+				// carries rejected messages; brokers and clients since Kafka 2.1
+				// read it.
+				Compression: kafka.Zstd,
+			}
 		}
 	}
 	return c, nil
@@ -213,11 +219,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.releasePartitions(assigned)
 	stopPolling()
 	wg.Wait()
-	if c.deadLetters != nil {
-		if derr := c.deadLetters.Close(); derr != nil {
-			c.log.Warn().Err(derr).Msg("close dead-letter writer")
-		}
-	}
+
 	c.transport.CloseIdleConnections()
 	c.metrics.assigned.Set(0)
 	c.log.Info().Dur("took", time.Since(start)).Msg("left consumer group")

@@ -209,13 +209,14 @@ func deadLetterWorker(t *testing.T, bs []string, topic, dlq string) (*deadLetter
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := c.newDeadLetterWriter()
 	t.Cleanup(func() {
-		if err := c.deadLetters.Close(); err != nil {
+		if err := w.Close(); err != nil {
 			t.Errorf("close dead-letter writer: %v", err)
 		}
 		c.transport.CloseIdleConnections()
 	})
-	return &deadLetters{writer: c.deadLetters, topic: topic, partition: 0, log: zerolog.Nop(),
+	return &deadLetters{writer: w, topic: topic, partition: 0, log: zerolog.Nop(),
 		met: c.metrics, backoffMax: cfg.RetryBackoffMax}, c
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/backoff"
@@ -45,6 +46,9 @@ type partitionLoop struct {
 	lastRecord time.Time
 	// closedMs is the closed_through this loop last wrote.
 	closedMs int64
+	// deadLetterWriter is this partition's own dead-letter producer (nil:
+	// no dead-letter topic), closed when the loop ends.
+	deadLetterWriter *kafka.Writer
 }
 
 func newPartitionLoop(c *Consumer, gen committer, partition int) *partitionLoop {
@@ -57,8 +61,9 @@ func newPartitionLoop(c *Consumer, gen committer, partition int) *partitionLoop 
 		lastRecord: time.Now(),
 	}
 	var dead *deadLetters
-	if c.deadLetters != nil {
-		dead = &deadLetters{writer: c.deadLetters, topic: l.topic, partition: partition, log: l.log,
+	if c.newDeadLetterWriter != nil {
+		l.deadLetterWriter = c.newDeadLetterWriter()
+		dead = &deadLetters{writer: l.deadLetterWriter, topic: l.topic, partition: partition, log: l.log,
 			met: c.metrics, backoffMax: c.cfg.RetryBackoffMax}
 	}
 	store := &partitionStore{out: c.out.write, w: c.writer, dead: dead, topic: l.topic, partition: int32(partition),
@@ -85,6 +90,13 @@ func newPartitionLoop(c *Consumer, gen committer, partition int) *partitionLoop 
 // as soon as one started function returns. So write failures are retried
 // (by the writer chain), never returned.
 func (l *partitionLoop) run(ctx context.Context, committed int64) {
+	if l.deadLetterWriter != nil {
+		defer func() {
+			if err := l.deadLetterWriter.Close(); err != nil {
+				l.log.Warn().Err(err).Msg("close dead-letter writer")
+			}
+		}()
+	}
 	first, end, ok := l.logBounds(ctx)
 	if !ok {
 		return
