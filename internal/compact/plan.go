@@ -237,15 +237,6 @@ func (c *Compactor) uncompacted(ctx context.Context, w aggregate.Window) (int, t
 	return len(starts), time.Unix(starts[0], 0).UTC(), nil
 }
 
-// inList renders window starts as a comma-separated list of DateTime literals.
-func inList(plans []plan) string {
-	parts := make([]string, len(plans))
-	for i, p := range plans {
-		parts[i] = dateTime(p.windowStart)
-	}
-	return strings.Join(parts, ", ")
-}
-
 // uintList renders unsigned integers comma-separated.
 func uintList(v []uint64) string {
 	parts := make([]string, len(v))

@@ -163,13 +163,6 @@ func (t *Table) ReadChunk(_ context.Context, _ string, partition int32, chunk in
 	return sc, nil
 }
 
-// WriteFinality accepts finality rows (the fake does not keep them).
-func (t *Table) WriteFinality(context.Context, aggregate.Finality) error {
-	if t.Down.Load() {
-		return ErrDown
-	}
-	return nil
-}
 
 // Transient reports ErrDown as transient, like an outage.
 func (t *Table) Transient(err error) bool { return errors.Is(err, ErrDown) }
