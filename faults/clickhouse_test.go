@@ -98,12 +98,13 @@ func (r *chReader) rejected(ctx context.Context, topic string) (map[offsetKey]st
 type chunkProgress struct {
 	next                                 int64 // max(last_offset) + 1
 	accepted, rejected, duplicates, late uint64
+	seals                                uint64
 	chunks                               uint64
 	offsets                              int64 // sum of last_offset - first_offset + 1
 }
 
 func (r *chReader) progress(ctx context.Context, topic string) (map[int]chunkProgress, error) {
-	q := "SELECT `partition`, max(last_offset) + 1, sum(accepted), sum(rejected), sum(duplicates), sum(late), " +
+	q := "SELECT `partition`, max(last_offset) + 1, sum(accepted), sum(rejected), sum(duplicates), sum(late), sum(seals), " +
 		"count(), sum(last_offset - first_offset + 1) FROM " + r.db + ".usage_chunk_progress WHERE topic = ? GROUP BY `partition`"
 	rows, err := r.conn.Query(ctx, q, topic)
 	if err != nil {
@@ -114,7 +115,7 @@ func (r *chReader) progress(ctx context.Context, topic string) (map[int]chunkPro
 	for rows.Next() {
 		var p int32
 		var c chunkProgress
-		if err := rows.Scan(&p, &c.next, &c.accepted, &c.rejected, &c.duplicates, &c.late, &c.chunks, &c.offsets); err != nil {
+		if err := rows.Scan(&p, &c.next, &c.accepted, &c.rejected, &c.duplicates, &c.late, &c.seals, &c.chunks, &c.offsets); err != nil {
 			return nil, err
 		}
 		out[int(p)] = c

@@ -15,10 +15,11 @@ import (
 func compactedStream(t *testing.T, s *scenario, seed int64) (*consumer, *verified) {
 	t.Helper()
 	prod := s.produce(genConfig(seed, pick(8_000, 30_000), 0))
-	a := s.start(idleEnv)
+	a := s.start(idleEnv...)
 	s.wait(prod, 3*time.Minute)
 	s.waitCaughtUp(recoveryBound)
 	s.waitClosed(30 * time.Second)
+	s.waitSealed(30 * time.Second)
 	first := s.verify(verifyOpts{})
 	s.priceModels()
 	return a, first
@@ -42,10 +43,11 @@ func (s *scenario) rawBelowFrontier(window string) uint64 {
 	s.t.Helper()
 	var n uint64
 	err := s.ch.conn.QueryRow(s.ctx, "SELECT count() FROM "+s.db+".usage_rollup_"+window+" ANY INNER JOIN ("+
-		"SELECT topic, window_start, p AS `partition`, b AS folded_below FROM ("+
-		"SELECT topic, window_start, argMax(partitions, (generation, compaction_id)) AS ps, argMax(below, (generation, compaction_id)) AS bs"+
-		" FROM "+s.db+".usage_compactions WHERE topic = ? AND window = ? GROUP BY topic, window_start) ARRAY JOIN ps AS p, bs AS b"+
-		") USING (topic, window_start, `partition`) WHERE topic = ? AND chunk < folded_below",
+		"SELECT topic, window_start, p AS `partition`, b AS folded_below, sg AS folded_segment FROM ("+
+		"SELECT topic, window_start, argMax(partitions, (generation, compaction_id)) AS ps, argMax(below, (generation, compaction_id)) AS bs,"+
+		" argMax(below_segment, (generation, compaction_id)) AS sgs"+
+		" FROM "+s.db+".usage_compactions WHERE topic = ? AND window = ? GROUP BY topic, window_start) ARRAY JOIN ps AS p, bs AS b, sgs AS sg"+
+		") USING (topic, window_start, `partition`) WHERE topic = ? AND (chunk < folded_below OR segment < folded_segment)",
 		s.topic, window, s.topic).Scan(&n)
 	if err != nil {
 		s.t.Fatalf("count folded raw rows of %s: %v", window, err)
@@ -91,6 +93,7 @@ func TestF16KillCompactor(t *testing.T) {
 	acc.add(x)
 	s.res.note(t, "after the re-runs: %s; raw rows below the frontiers: 1m %d, 1h %d",
 		s.storage(), s.rawBelowFrontier("1m"), s.rawBelowFrontier("1h"))
+	s.checkOneRowPerGroup()
 	acc.report(s, fmt.Sprintf("the killed run and %d re-runs", 2))
 	s.verify(verifyOpts{})
 	s.stopAll(a)
@@ -190,7 +193,7 @@ func TestF19ReplayAfterCompaction(t *testing.T) {
 	}
 	s.mon.allowReset()
 	x := s.sampleExactness()
-	a = s.start(idleEnv)
+	a = s.start(idleEnv...)
 	s.markHealed()
 	replay := s.waitCaughtUp(recoveryBound)
 	acc.add(x)

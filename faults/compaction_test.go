@@ -19,14 +19,17 @@ import (
 // run that starts more than leaseAge after the manifest was published.
 const (
 	idleTimeout    = 2 * time.Second
+	sealIdleAfter  = 3 * time.Second
 	compactMaxRun  = 8 * time.Second
 	compactSettle  = time.Second
 	leaseAge       = compactMaxRun + compactSettle + time.Second // + the age check's whole-second margin
 	compactTimeout = 60 * time.Second
 )
 
-// idleEnv is the consumers' extra environment in the compaction cases.
-var idleEnv = "IDLE_PARTITION_TIMEOUT=" + idleTimeout.String()
+// idleEnv is the consumers' extra environment in the compaction cases: idle
+// partitions close their windows, and are sealed so that compaction folds
+// everything they consumed (seal records are then part of every case's log).
+var idleEnv = []string{"IDLE_PARTITION_TIMEOUT=" + idleTimeout.String(), "SEAL_IDLE_AFTER=" + sealIdleAfter.String()}
 
 // compactor starts one `consumer compact` run with the scenario's environment,
 // the cases' COMPACT_* settings, and extra (later wins).
@@ -63,6 +66,52 @@ func (s *scenario) compact(extra ...string) {
 	if err := s.compactDone(s.compactor(extra...)); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// waitSealed waits until the last record of every partition is a seal record
+// the consumer has taken (its newest usage_chunks row opens a segment at its
+// last offset): every piece consumed is complete, so compaction can fold all.
+func (s *scenario) waitSealed(limit time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		var sealed, parts uint64
+		err := s.ch.conn.QueryRow(s.ctx, "SELECT countIf(open = last), count() FROM (SELECT `partition`, "+
+			"argMax(open_segment, (chunk, last_offset)) AS open, max(last_offset) AS last FROM "+s.db+
+			".usage_chunks WHERE topic = ? GROUP BY `partition`)", s.topic).Scan(&sealed, &parts)
+		if err == nil && parts == uint64(s.partitions.Load()) && sealed == parts {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("partitions not sealed after %s: %d of %d (err %v)", limit, sealed, parts, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// checkOneRowPerGroup is issue #9's goal for closed windows whose partitions
+// were all sealed and compacted: usage_<w> shows one row per group, and no
+// raw row is left.
+func (s *scenario) checkOneRowPerGroup() {
+	s.t.Helper()
+	var bad []string
+	var detail []string
+	for _, w := range []string{"1m", "1h"} {
+		var viewRows, groups, raw uint64
+		err := s.ch.conn.QueryRow(s.ctx, fmt.Sprintf(`SELECT
+			(SELECT count() FROM %[1]s.usage_%[2]s WHERE topic = '%[3]s'),
+			(SELECT count() FROM (SELECT DISTINCT window_start, workspace_id, project_id, api_key_id, provider, model, endpoint
+				FROM %[1]s.usage_%[2]s WHERE topic = '%[3]s')),
+			(SELECT count() FROM %[1]s.usage_rollup_%[2]s WHERE topic = '%[3]s')`, s.db, w, s.topic)).Scan(&viewRows, &groups, &raw)
+		if err != nil {
+			s.t.Fatalf("count rows of %s: %v", w, err)
+		}
+		if viewRows != groups || raw != 0 {
+			bad = append(bad, fmt.Sprintf("usage_%s: %d rows for %d groups, %d raw rows left", w, viewRows, groups, raw))
+		}
+		detail = append(detail, fmt.Sprintf("usage_%s %d rows = %d groups", w, viewRows, groups))
+	}
+	s.res.check(s.t, "I10 one row per group", bad, strings.Join(detail, ", ")+", no raw row left")
 }
 
 // waitClosed waits until closed_through of the topic, over all partitions,

@@ -402,18 +402,26 @@ func (s *scenario) verify(o verifyOpts) *verified {
 	var i2 []string
 	for p := range n {
 		pt, pr := tr.partitions[p], prog[p]
-		got := pr.accepted + pr.rejected + pr.duplicates
+		got := pr.accepted + pr.rejected + pr.duplicates + pr.seals
 		switch {
 		case pt.end == 0 && pr.chunks == 0:
 		case pr.next != pt.end || int64(got) != pt.end || pr.offsets != pt.end:
 			i2 = append(i2, fmt.Sprintf("partition %d: log has offsets [0, %d); progress covers %d offsets up to %d and counts %d",
 				p, pt.end, pr.offsets, pr.next, got))
-		case pr.accepted != pt.accepted || pr.rejected != pt.rejected || pr.duplicates != pt.duplicates:
-			i2 = append(i2, fmt.Sprintf("partition %d: accepted/rejected/duplicates %d/%d/%d, log says %d/%d/%d",
-				p, pr.accepted, pr.rejected, pr.duplicates, pt.accepted, pt.rejected, pt.duplicates))
+		case pr.accepted != pt.accepted || pr.rejected != pt.rejected || pr.duplicates != pt.duplicates || pr.seals != pt.seals:
+			i2 = append(i2, fmt.Sprintf("partition %d: accepted/rejected/duplicates/seals %d/%d/%d/%d, log says %d/%d/%d/%d",
+				p, pr.accepted, pr.rejected, pr.duplicates, pr.seals, pt.accepted, pt.rejected, pt.duplicates, pt.seals))
 		}
 	}
-	s.res.check(s.t, "I2 no offset gaps", i2, fmt.Sprintf("%d offsets in %d partitions = accepted %d + rejected %d + duplicates %d", acc+rej+dup, n, acc, rej, dup))
+	var seals uint64
+	for _, pt := range tr.partitions {
+		seals += pt.seals
+	}
+	i2Detail := fmt.Sprintf("%d offsets in %d partitions = accepted %d + rejected %d + duplicates %d", acc+rej+dup+seals, n, acc, rej, dup)
+	if seals > 0 {
+		i2Detail += fmt.Sprintf(" + seal records %d", seals)
+	}
+	s.res.check(s.t, "I2 no offset gaps", i2, i2Detail)
 
 	// I3: one usage_rejected row per rejected offset, with the right reason.
 	got, rows, err := s.ch.rejected(ctx, s.topic)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/events"
+	"github.com/usage-rollup/usage-rollup/internal/ingest"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 )
 
@@ -62,6 +63,7 @@ type offsetKey struct {
 type partitionTruth struct {
 	end                                  int64
 	accepted, rejected, duplicates, late uint64
+	seals                                uint64 // seal records (SEAL_IDLE_AFTER): not events
 }
 
 // truth is the ground truth of a topic, derived from the log itself: every
@@ -106,6 +108,10 @@ func computeTruth(log map[int][]record, chunkSize int64, lateness time.Duration,
 					prevMax = 0
 				}
 				curMax, chunk = 0, c
+			}
+			if ingest.IsSeal(r.key, r.value) {
+				pt.seals++
+				continue
 			}
 			if err := d.Decode(r.value, r.time, &ev); err != nil {
 				rej, _ := events.AsReject(err)

@@ -139,6 +139,11 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 	if t.cfg.cpuProfile > 0 {
 		r.Env = append(slices.Clone(r.Env), "DEBUG_PPROF=true")
 	}
+	if t.cfg.compact {
+		// Idle partitions are sealed soon after catch-up, so compaction can
+		// fold every piece (the service's default is off).
+		r.Env = append(slices.Clone(r.Env), "SEAL_IDLE_AFTER="+bench.SealIdleAfter.String())
+	}
 	begin := time.Now()
 	if err := r.Migrate(ctx); err != nil {
 		return bench.Result{}, err
@@ -211,8 +216,12 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 		begin := time.Now()
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		err = r.WaitClosed(wctx, t.ch, t.exp.MaxEventTime.Truncate(time.Hour).Add(time.Hour))
+		if err == nil {
+			err = r.WaitSealed(wctx, t.ch, t.partitions)
+		}
 		cancel()
-		logf("p=%d usage-rollup: every window closed %s after catch-up", t.partitions, time.Since(begin).Round(time.Second))
+		logf("p=%d usage-rollup: every window closed and every partition sealed %s after catch-up", t.partitions,
+			time.Since(begin).Round(time.Second))
 	}
 	if p != nil {
 		if serr := p.Stop(); serr != nil && err == nil {

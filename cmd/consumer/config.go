@@ -70,6 +70,7 @@ type env struct {
 	MaxGroups            int           `envconfig:"MAX_GROUPS_PER_PARTITION" field:"aggregate.MaxGroups"`
 	AllowedLateness      time.Duration `envconfig:"ALLOWED_LATENESS" field:"aggregate.AllowedLateness"`
 	IdleTimeout          time.Duration `envconfig:"IDLE_PARTITION_TIMEOUT" field:"ingest.IdleTimeout"`
+	SealIdleAfter        time.Duration `envconfig:"SEAL_IDLE_AFTER" field:"ingest.SealIdleAfter"`
 	StallTimeout         time.Duration `envconfig:"LIVENESS_STALL_TIMEOUT" field:"ingest.StallTimeout"`
 	DeadLetterTopic      string        `envconfig:"DEAD_LETTER_TOPIC" field:"ingest.DeadLetterTopic"`
 
@@ -211,6 +212,7 @@ func loadConfig() (config, error) {
 			RetryBackoffMax:   e.WriteRetryMaxBackoff,
 			DeadLetterTopic:   e.DeadLetterTopic,
 			IdleTimeout:       e.IdleTimeout,
+			SealIdleAfter:     e.SealIdleAfter,
 			StallTimeout:      e.StallTimeout,
 			EndOffsetInterval: ingest.DefaultConfig().EndOffsetInterval,
 			Security: ingest.Security{

@@ -81,7 +81,8 @@ type Rejection struct {
 const MaxRejectedPayload = 4096
 
 // Progress describes how far a chunk has been consumed; it is written with every
-// batch so that accepted + rejected + duplicates can be reconciled per offset range.
+// batch so that accepted + rejected + duplicates + seals can be reconciled per
+// offset range.
 type Progress struct {
 	FirstOffset int64 // first offset of the chunk (chunk * chunk size)
 	LastOffset  int64 // last offset covered by this batch; also the row version
@@ -89,6 +90,13 @@ type Progress struct {
 	Rejected    uint64
 	Duplicates  uint64
 	Late        uint64
+	// Seals counts the seal records of the chunk prefix (ChunkState.Seal).
+	Seals uint64
+	// OpenSegment is the first offset of the segment the next record of the
+	// chunk joins: every segment of the chunk that starts below it is
+	// complete, and its rows never change again. 0 in rows written before
+	// seals existed (migration 0015), which says nothing.
+	OpenSegment int64
 	// WatermarkMs is the partition's event-time watermark after LastOffset:
 	// the newest valid event time seen in this chunk and the previous one,
 	// minus the allowed lateness. Unix ms; 0 before any event.

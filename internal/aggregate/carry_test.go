@@ -123,3 +123,48 @@ func write(t *testing.T, table *rollupfake.Table, b *aggregate.Batch) {
 		t.Fatal(err)
 	}
 }
+
+// TestCarryContinuesAfterASeal: a seal record ended chunk 1's first segment
+// at offset 130 and its progress row (open segment 130) is stored, but no row
+// of the new segment is; the log then loses records and the chunk is
+// carried. The carried state must continue in the segment the seal began,
+// not in the sealed one, whose rows a compactor may already have folded.
+func TestCarryContinuesAfterASeal(t *testing.T) {
+	cfg := carryConfig()
+	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
+	table := rollupfake.New(cfg.Windows)
+	p := aggregate.NewChunkState(cfg)
+	p.Begin(1)
+	for off := int64(100); off < 130; off++ {
+		p.Add(off, carryEvent("evt_"+string(rune('a'+off%26))+string(rune('a'+off/26)), base+off*1000))
+	}
+	write(t, table, p.Batch("usage", 0))
+	p.Seal(130)
+	if p.Segment() != 130 || p.Groups() != 0 {
+		t.Fatalf("after the seal: segment %d with %d groups, want 130 and 0", p.Segment(), p.Groups())
+	}
+	b := p.Batch("usage", 0)
+	if b.Progress.OpenSegment != 130 || b.Progress.Seals != 1 || b.Progress.LastOffset != 130 {
+		t.Fatalf("progress after the seal: %+v", b.Progress)
+	}
+	write(t, table, b)
+
+	q := aggregate.NewChunkState(cfg)
+	q.Begin(1)
+	q.Carry(stored(t, table, b.Progress))
+	if q.Segment() != 130 || q.Groups() != 0 {
+		t.Fatalf("carried: segment %d with %d groups, want the sealed-off segment 130 with none", q.Segment(), q.Groups())
+	}
+	q.Add(140, carryEvent("evt_new", base+140_000))
+	next := q.Batch("usage", 0)
+	if next.Segment != 130 || next.Progress.Accepted != 31 || next.Progress.Seals != 1 {
+		t.Fatalf("after the carry: segment %d, progress %+v; want segment 130, 31 accepted, 1 seal", next.Segment, next.Progress)
+	}
+	write(t, table, next)
+	if c := table.Conflicts(); len(c) > 0 {
+		t.Fatalf("%d rows of complete pieces changed, e.g. %s", len(c), c[0])
+	}
+	if m := table.Sum("1m"); m.Requests != 31 {
+		t.Fatalf("1m requests %d, want 31", m.Requests)
+	}
+}

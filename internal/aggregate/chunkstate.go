@@ -201,10 +201,14 @@ func (p *ChunkState) Begin(chunk int64) {
 // Call it after Begin, or mid-chunk after the pending state was written (the
 // stored rows then include it). s is not kept.
 func (p *ChunkState) Carry(s *StoredChunk) {
-	seg := max(p.segment, s.Segment, p.ChunkStart(p.chunk))
+	// The segment to continue is the newest one begun, by this partition
+	// or by whoever wrote the stored rows; a segment begun after the newest
+	// stored rows (a seal or a cut) has no rows yet, and the stored ones are
+	// complete.
+	seg := max(p.segment, s.Segment, s.Progress.OpenSegment, p.ChunkStart(p.chunk))
 	p.resetSegment(seg)
 	for i := range p.windows {
-		if i >= len(s.Windows) {
+		if i >= len(s.Windows) || s.Segment != seg {
 			break
 		}
 		ws := &p.windows[i]
@@ -225,7 +229,7 @@ func (p *ChunkState) Carry(s *StoredChunk) {
 	// or, mid-chunk, this partition's own counts (which it just wrote).
 	if sp := s.Progress; sp.LastOffset >= p.progress.LastOffset && sp.LastOffset >= p.ChunkStart(p.chunk) {
 		p.progress.Accepted, p.progress.Rejected = sp.Accepted, sp.Rejected
-		p.progress.Duplicates, p.progress.Late = sp.Duplicates, sp.Late
+		p.progress.Duplicates, p.progress.Late, p.progress.Seals = sp.Duplicates, sp.Late, sp.Seals
 		p.progress.MaxEventTimeMs = max(p.progress.MaxEventTimeMs, sp.MaxEventTimeMs)
 		p.progressCover = sp.LastOffset
 	} else {
@@ -268,8 +272,30 @@ func (p *ChunkState) BeginSegment(offset int64) {
 	p.resetSegment(offset)
 }
 
+// Seal takes the seal record at offset (written into the log by a consumer
+// whose partition went idle): it ends the current segment there, so that
+// every piece of the chunk below offset is complete and a compactor may fold
+// it, and counts the record. Being a record of the log, a seal cuts at the
+// same offset in every replay, as a group-cap cut does. The caller writes
+// the pending state first. A seal that lands at or below the start of the
+// current segment, or inside what a carried segment already covers (written
+// by a consumer that did not cut there), cuts nothing.
+func (p *ChunkState) Seal(offset int64) {
+	p.advance(offset)
+	if offset > p.progressCover {
+		p.progress.Seals++
+	}
+	if offset > p.segment && offset > p.storedThrough {
+		p.resetSegment(offset)
+	}
+}
+
+// Segment returns the first offset of the current segment.
+func (p *ChunkState) Segment() int64 { return p.segment }
+
 func (p *ChunkState) resetSegment(offset int64) {
 	p.segment = offset
+	p.progress.OpenSegment = offset
 	for i := range p.windows {
 		ws := &p.windows[i]
 		clear(ws.index)

@@ -31,6 +31,32 @@ type CompactStats struct {
 	Deleted           uint64 // raw rows
 }
 
+// SealIdleAfter is the consumer's SEAL_IDLE_AFTER in compaction runs.
+const SealIdleAfter = 10 * time.Second
+
+// WaitSealed waits until the last record of each of the topic's partitions
+// is a seal record the consumer took (its newest usage_chunks row opens a
+// segment at its last offset): every piece is complete, and compaction can
+// fold them all. The consumer must run with SEAL_IDLE_AFTER.
+func (r Rollup) WaitSealed(ctx context.Context, ch *ClickHouse, partitions int) error {
+	q := "SELECT countIf(open = last) FROM (SELECT `partition`, argMax(open_segment, (chunk, last_offset)) AS open, " +
+		"max(last_offset) AS last FROM " + quote(r.Database) + ".usage_chunks WHERE topic = '" + r.Topic + "' GROUP BY `partition`)"
+	for {
+		var sealed uint64
+		if err := ch.Uints(ctx, q, &sealed); err != nil {
+			return err
+		}
+		if int(sealed) >= partitions {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d partitions sealed: %w", sealed, partitions, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // WaitClosed waits until usage_progress_topic.closed_through reaches
 // through: only windows ending before it are compacted. The consumer must
 // still run; its partitions close the last windows once idle

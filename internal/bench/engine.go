@@ -123,7 +123,8 @@ func (e Engine) selectFor(align string) string {
 	for _, m := range engineMeasures {
 		fmt.Fprintf(&b, ",\n  %s AS %s", m.expr, m.name)
 	}
-	b.WriteString("\nFROM " + e.source() + "\nGROUP BY window_start, " + strings.Join(dimensions, ", "))
+	// Seal records of the rollup consumer (empty values) are not events.
+	b.WriteString("\nFROM " + e.source() + "\nWHERE line != ''\nGROUP BY window_start, " + strings.Join(dimensions, ", "))
 	return b.String()
 }
 

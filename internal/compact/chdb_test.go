@@ -50,6 +50,16 @@ func TestCompactionSQLOnModernClickHouse(t *testing.T) {
 			}
 		}
 	}
+	// A second segment of chunk 2 (at offset 250: a seal record ended the
+	// first there), in workspace w0.
+	for p := range 2 {
+		for _, ws := range []int{t0, t0 + 60} {
+			setup = append(setup, fmt.Sprintf("INSERT INTO usage_rollup_1m (window_start, workspace_id, project_id, "+
+				"api_key_id, provider, model, endpoint, topic, `partition`, chunk, segment, version, requests, "+
+				"total_tokens, latency_ms_max, written_at) VALUES (toDateTime(%d, 'UTC'), 'w0', 'p', 'k', 'openai', "+
+				"'gpt-4o', '/v1', '%s', %d, 2, 250, 260, %d, %d, 90, now())", ws, testTopic, p, 7+p, 21+p))
+		}
+	}
 	sums := "SELECT toString(groupArray(tuple(window_start, workspace_id, s, t))) FROM (SELECT window_start, workspace_id, " +
 		"sum(requests) AS s, sum(total_tokens) AS t FROM %s GROUP BY window_start, workspace_id " +
 		"ORDER BY window_start, workspace_id)"
@@ -58,32 +68,35 @@ func TestCompactionSQLOnModernClickHouse(t *testing.T) {
 		Query string   `json:"query"`
 		Setup []string `json:"setup,omitempty"`
 	}
-	compactTo := func(base map[int64]manifest, below []int64) ([]string, map[int64]manifest) {
+	compactTo := func(base map[int64]manifest, below, belowSeg []int64) ([]string, map[int64]manifest) {
 		var plans []plan
 		next := map[int64]manifest{}
 		for _, ws := range []int64{t0, t0 + 60} {
 			p := plan{windowStart: ws, base: base[ws]}
-			p.next = nextManifest(testTopic, "1m", ws, p.base, []int32{0, 1}, below)
+			p.next = nextManifest(testTopic, "1m", ws, p.base, frontierOf{[]int32{0, 1}, below, belowSeg})
 			plans, next[ws] = append(plans, p), p.next
 		}
 		publish, _ := c.publishQuery(plans, time.Now().Add(time.Hour))
 		return []string{bind(c.foldQuery(w1m, plans)), bindPublish(publish)}, next
 	}
-	first, gen1 := compactTo(nil, []int64{1, 1})
-	second, gen2 := compactTo(gen1, []int64{2, 2})
-	below, _ := transformPartition(gen2[t0].partitions, gen2[t0].below)
-	deletion := bind("ALTER TABLE usage_rollup_1m DELETE WHERE topic = ? AND chunk < " + below + " SETTINGS mutations_sync = 1")
+	first, gen1 := compactTo(nil, []int64{1, 1}, []int64{0, 0})
+	second, gen2 := compactTo(gen1, []int64{2, 2}, []int64{0, 0})
+	sealed, gen3 := compactTo(gen2, []int64{2, 2}, []int64{250, 250})
+	folded, _ := foldedBy(gen3[t0].partitions, gen3[t0].below, gen3[t0].belowSeg)
+	deletion := bind("ALTER TABLE usage_rollup_1m DELETE WHERE topic = ? AND " + folded + " SETTINGS mutations_sync = 1")
+	complete, _ := foldedBy([]int32{0, 1}, []int64{2, 2}, []int64{250, 250})
 	var cases []scriptCase
 	for _, step := range []struct {
 		name  string
 		setup []string
-	}{{"raw", nil}, {"first compaction", first}, {"incremental compaction", second}, {"folded pieces deleted", []string{deletion}}} {
+	}{{"raw", nil}, {"first compaction", first}, {"incremental compaction", second}, {"sealed segment compaction", sealed},
+		{"folded pieces deleted", []string{deletion}}} {
 		cases = append(cases,
 			scriptCase{Name: step.name + ": usage_1m", Query: fmt.Sprintf(sums, "usage_1m"), Setup: step.setup},
 			scriptCase{Name: step.name + ": usage_cost_1m", Query: fmt.Sprintf(sums, "usage_cost_1m")},
 			scriptCase{Name: step.name + ": rows", Query: "SELECT count() FROM usage_1m"},
 			scriptCase{Name: step.name + ": raw rows", Query: "SELECT count() FROM usage_rollup_1m FINAL"},
-			scriptCase{Name: step.name + ": pending", Query: bind(c.pendingQuery(w1m, t0+600, "transform(`partition`, [0, 1], [2, 2], toInt64(0))"))},
+			scriptCase{Name: step.name + ": pending", Query: bind(c.pendingQuery(w1m, t0+600, complete))},
 		)
 	}
 	scenario := map[string]any{"database": database, "migrations": migrations, "setup": setup, "cases": cases}
@@ -117,19 +130,22 @@ func TestCompactionSQLOnModernClickHouse(t *testing.T) {
 		got[r.Name] = fmt.Sprint(r.Rows)
 		t.Logf("%s: %s", r.Name, got[r.Name])
 	}
-	for _, step := range []string{"first compaction", "incremental compaction", "folded pieces deleted"} {
+	for _, step := range []string{"first compaction", "incremental compaction", "sealed segment compaction", "folded pieces deleted"} {
 		for _, view := range []string{"usage_1m", "usage_cost_1m"} {
 			if a, b := got[step+": "+view], got["raw: "+view]; a != b {
 				t.Errorf("ClickHouse %s, %s: %s = %s, want %s", res.Version, step, view, a, b)
 			}
 		}
 	}
-	// 12 pieces (2 windows x 2 partitions x 3 chunks; chunk 1 has workspace
-	// w1, the others w0); after the first compaction 2 compact rows + 8
-	// pieces of chunks 1 and 2; after the second 4 + 4 pieces of chunk 2,
-	// the only raw rows left after the deletion.
-	for step, want := range map[string][2]string{"raw": {"[[12]]", "[[12]]"}, "first compaction": {"[[10]]", "[[12]]"},
-		"incremental compaction": {"[[8]]", "[[12]]"}, "folded pieces deleted": {"[[8]]", "[[4]]"}} {
+	// 16 pieces (2 windows x 2 partitions x (3 chunks + the second segment
+	// of chunk 2); chunk 1 has workspace w1, the others w0); after the first
+	// compaction 2 compact rows + 12 pieces of chunks 1 and 2; after the
+	// second 4 + 8 pieces of chunk 2; after the sealed segment's 4 + the 4
+	// pieces of chunk 2's open segment, the only raw rows left after the
+	// deletion.
+	for step, want := range map[string][2]string{"raw": {"[[16]]", "[[16]]"}, "first compaction": {"[[14]]", "[[16]]"},
+		"incremental compaction": {"[[12]]", "[[16]]"}, "sealed segment compaction": {"[[8]]", "[[16]]"},
+		"folded pieces deleted": {"[[8]]", "[[4]]"}} {
 		if g := got[step+": rows"]; g != want[0] {
 			t.Errorf("%s: usage_1m has %s rows, want %s", step, g, want[0])
 		}
@@ -137,7 +153,10 @@ func TestCompactionSQLOnModernClickHouse(t *testing.T) {
 			t.Errorf("%s: usage_rollup_1m has %s rows, want %s", step, g, want[1])
 		}
 	}
-	if g := got["incremental compaction: pending"]; g != "[]" {
-		t.Errorf("windows still pending after the incremental compaction: %s", g)
+	if g := got["incremental compaction: pending"]; g == "[]" {
+		t.Errorf("no window pending after the incremental compaction, though the sealed segment is not folded yet")
+	}
+	if g := got["sealed segment compaction: pending"]; g != "[]" {
+		t.Errorf("windows still pending after the sealed segment's compaction: %s", g)
 	}
 }

@@ -15,19 +15,38 @@ import (
 )
 
 // manifest is one row of usage_compactions. generation 0 is "no manifest".
+// A raw piece of a listed partition is folded when its chunk is below
+// below[i] or its segment below belowSeg[i].
 type manifest struct {
 	generation uint64
 	id         uint64
 	partitions []int32 // ascending
 	below      []int64 // per partition, the first chunk not folded
+	belowSeg   []int64 // per partition, the first segment not folded
 }
 
-// belowOf returns the frontier of partition p, 0 if the manifest does not list it.
-func (m manifest) belowOf(p int32) int64 {
+// belowOf returns the frontier of partition p, 0 and 0 if the manifest does
+// not list it.
+func (m manifest) belowOf(p int32) (chunk, segment int64) {
 	if i, ok := slices.BinarySearch(m.partitions, p); ok {
-		return m.below[i]
+		return m.below[i], m.belowSeg[i]
 	}
-	return 0
+	return 0, 0
+}
+
+// normalize gives a manifest written before below_segment existed (an
+// empty array) a segment frontier of 0 per partition: it folded by chunk.
+func (m *manifest) normalize() {
+	if len(m.belowSeg) != len(m.partitions) {
+		m.belowSeg = make([]int64, len(m.partitions))
+	}
+}
+
+// frontierOf is the per-partition frontier of complete pieces.
+type frontierOf struct {
+	partitions []int32 // ascending
+	below      []int64 // the partition's newest chunk: every chunk below it is complete
+	belowSeg   []int64 // the newest chunk's open segment: every segment below it is complete
 }
 
 // plan is the compaction of one window: from base (the newest manifest when
@@ -38,28 +57,31 @@ type plan struct {
 	rawRows     uint64
 }
 
-// frontier returns, per partition of the topic in usage_chunks, the first
-// chunk that is not complete: the largest chunk with a row (every chunk
-// before it is complete, since a partition writes a chunk's last batch,
-// usage_chunks row last, before it begins the next).
-func (c *Compactor) frontier(ctx context.Context) (partitions []int32, below []int64, err error) {
+// frontier returns, per partition of the topic in usage_chunks, where the
+// complete pieces end: the largest chunk with a row (every chunk before it
+// is complete, since a partition writes a chunk's last batch, usage_chunks
+// row last, before it begins the next), and that chunk's open segment as its
+// newest row says (every segment below it was ended by a seal record or the
+// group cap, and written before the row that names the next one).
+func (c *Compactor) frontier(ctx context.Context) (frontierOf, error) {
 	ctx, cancel := c.conn.StatementContext(ctx)
 	defer cancel()
-	rows, err := c.conn.Query(ctx, "SELECT `partition`, max(chunk) FROM "+c.database+
-		".usage_chunks WHERE topic = ? GROUP BY `partition` ORDER BY `partition`", c.cfg.Topic)
+	var f frontierOf
+	rows, err := c.conn.Query(ctx, "SELECT `partition`, max(chunk), argMax(open_segment, (chunk, last_offset)) FROM "+
+		c.database+".usage_chunks WHERE topic = ? GROUP BY `partition` ORDER BY `partition`", c.cfg.Topic)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read complete chunks: %w", err)
+		return f, fmt.Errorf("read complete chunks: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var p int32
-		var chunk int64
-		if err := rows.Scan(&p, &chunk); err != nil {
-			return nil, nil, fmt.Errorf("read complete chunks: %w", err)
+		var chunk, segment int64
+		if err := rows.Scan(&p, &chunk, &segment); err != nil {
+			return f, fmt.Errorf("read complete chunks: %w", err)
 		}
-		partitions, below = append(partitions, p), append(below, chunk)
+		f.partitions, f.below, f.belowSeg = append(f.partitions, p), append(f.below, chunk), append(f.belowSeg, segment)
 	}
-	return partitions, below, rows.Err()
+	return f, rows.Err()
 }
 
 // closedThrough returns the topic's finality (usage_progress_topic), ok
@@ -91,11 +113,11 @@ func (c *Compactor) pending(ctx context.Context, w aggregate.Window) (starts []i
 	if err != nil || !ok {
 		return nil, nil, err
 	}
-	parts, below, err := c.frontier(ctx)
+	f, err := c.frontier(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	complete, ok := transformPartition(parts, below)
+	complete, ok := foldedBy(f.partitions, f.below, f.belowSeg)
 	if !ok {
 		return nil, nil, nil
 	}
@@ -119,20 +141,21 @@ func (c *Compactor) pending(ctx context.Context, w aggregate.Window) (starts []i
 }
 
 // pendingQuery counts, per window starting at or before lastStart, the raw
-// rows in complete chunks (chunk < complete) not folded by the window's
-// newest manifest. It binds the topic twice.
+// rows of complete pieces (the condition complete) not folded by the
+// window's newest manifest. It binds the topic twice.
 func (c *Compactor) pendingQuery(w aggregate.Window, lastStart int64, complete string) string {
 	return "SELECT toUInt32(window_start) AS ws, count() FROM " + c.database + ".usage_rollup_" + w.Name +
 		" ANY LEFT JOIN (" + newestFrontier(c.database, w.Name, "") + ") AS frontier USING (topic, window_start, `partition`)" +
 		" WHERE topic = ? AND window_start <= " + dateTime(lastStart) +
-		" AND chunk >= ifNull(folded_below, 0) AND chunk < " + complete +
+		" AND chunk >= ifNull(folded_below, 0) AND segment >= ifNull(folded_segment, 0) AND " + complete +
 		" GROUP BY ws ORDER BY ws"
 }
 
 // newest reads the newest manifest of each window in [from, to].
 func (c *Compactor) newest(ctx context.Context, w aggregate.Window, from, to int64) (map[int64]manifest, error) {
 	q := "SELECT toUInt32(window_start), max(generation), argMax(compaction_id, (generation, compaction_id)), " +
-		"argMax(partitions, (generation, compaction_id)), argMax(below, (generation, compaction_id)) FROM " +
+		"argMax(partitions, (generation, compaction_id)), argMax(below, (generation, compaction_id)), " +
+		"argMax(below_segment, (generation, compaction_id)) FROM " +
 		c.database + ".usage_compactions WHERE topic = ? AND window = ? AND window_start >= " + dateTime(from) +
 		" AND window_start <= " + dateTime(to) + " GROUP BY window_start"
 	ctx, cancel := c.conn.StatementContext(ctx)
@@ -146,9 +169,10 @@ func (c *Compactor) newest(ctx context.Context, w aggregate.Window, from, to int
 	for rows.Next() {
 		var ws uint32
 		var m manifest
-		if err := rows.Scan(&ws, &m.generation, &m.id, &m.partitions, &m.below); err != nil {
+		if err := rows.Scan(&ws, &m.generation, &m.id, &m.partitions, &m.below, &m.belowSeg); err != nil {
 			return nil, fmt.Errorf("read manifests of window %s: %w", w.Name, err)
 		}
+		m.normalize()
 		out[int64(ws)] = m
 	}
 	return out, rows.Err()
@@ -166,7 +190,7 @@ func (c *Compactor) plan(ctx context.Context, w aggregate.Window) ([]plan, error
 	}
 	// The frontier is read again after pending: it only grows, and the
 	// manifests below fold up to it.
-	parts, below, err := c.frontier(ctx)
+	f, err := c.frontier(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -179,32 +203,33 @@ func (c *Compactor) plan(ctx context.Context, w aggregate.Window) ([]plan, error
 		base := bases[ws]
 		plans = append(plans, plan{
 			windowStart: ws, base: base, rawRows: counts[i],
-			next: nextManifest(c.cfg.Topic, w.Name, ws, base, parts, below),
+			next: nextManifest(c.cfg.Topic, w.Name, ws, base, f),
 		})
 	}
 	return plans, nil
 }
 
-// nextManifest folds everything below the complete-chunk frontier on top of
-// base. Its frontier never goes below base's in any partition, and its id is
-// a function of what it folds, so a re-run writes the same rows and the
-// same manifest.
-func nextManifest(topic, window string, windowStart int64, base manifest, parts []int32, below []int64) manifest {
+// nextManifest folds every complete piece (frontier f) on top of base. Its
+// frontier never goes below base's in any partition, and its id is a
+// function of what it folds, so a re-run writes the same rows and the same
+// manifest.
+func nextManifest(topic, window string, windowStart int64, base manifest, f frontierOf) manifest {
 	next := manifest{generation: base.generation + 1}
 	next.partitions = slices.Clone(base.partitions)
-	for _, p := range parts {
+	for _, p := range f.partitions {
 		if _, ok := slices.BinarySearch(next.partitions, p); !ok {
 			next.partitions = append(next.partitions, p)
 		}
 	}
 	slices.Sort(next.partitions)
 	next.below = make([]int64, len(next.partitions))
+	next.belowSeg = make([]int64, len(next.partitions))
 	for i, p := range next.partitions {
-		b := base.belowOf(p)
-		if j, ok := slices.BinarySearch(parts, p); ok {
-			b = max(b, below[j])
+		b, s := base.belowOf(p)
+		if j, ok := slices.BinarySearch(f.partitions, p); ok {
+			b, s = max(b, f.below[j]), max(s, f.belowSeg[j])
 		}
-		next.below[i] = b
+		next.below[i], next.belowSeg[i] = b, s
 	}
 	h := xxh3.New()
 	var buf [8]byte
@@ -219,6 +244,9 @@ func nextManifest(topic, window string, windowStart int64, base manifest, parts 
 	for i, p := range next.partitions {
 		put(uint64(p))
 		put(uint64(next.below[i]))
+		if next.belowSeg[i] != 0 { // ids of chunk-only manifests stay what they were
+			put(uint64(next.belowSeg[i]) | 1<<63)
+		}
 	}
 	next.id = h.Sum64()
 	if next.id == 0 { // 0 is transform's "no compaction"

@@ -19,19 +19,36 @@ const (
 
 // newestFrontier is the per-partition frontier of the newest manifest of
 // every window of one topic and window size: (topic, window_start,
-// partition, folded_below), as the view usage_<window> computes it. The
-// caller binds the topic. extra filters the manifests (e.g. by age).
+// partition, folded_below, folded_segment), as the view usage_<window>
+// computes it. The caller binds the topic. having filters the manifests
+// (e.g. by age).
 func newestFrontier(database, window, having string) string {
-	q := "SELECT topic, window_start, folded_partition AS `partition`, folded_below FROM (" +
+	q := "SELECT topic, window_start, folded_partition AS `partition`, folded_below, folded_segment FROM (" +
 		"SELECT topic, window_start, argMax(partitions, (generation, compaction_id)) AS folded_partitions, " +
 		"argMax(below, (generation, compaction_id)) AS folded_belows, " +
+		"argMax(if(empty(below_segment), arrayMap(x -> toInt64(0), below), below_segment), " +
+		"(generation, compaction_id)) AS folded_segments, " +
 		"argMax(created_at, (generation, compaction_id)) AS folded_at " +
 		"FROM " + database + ".usage_compactions WHERE topic = ? AND window = '" + window + "' " +
 		"GROUP BY topic, window_start"
 	if having != "" {
 		q += " HAVING " + having
 	}
-	return q + ") ARRAY JOIN folded_partitions AS folded_partition, folded_belows AS folded_below"
+	return q + ") ARRAY JOIN folded_partitions AS folded_partition, folded_belows AS folded_below, " +
+		"folded_segments AS folded_segment"
+}
+
+// foldedBy renders the condition "the row's piece is below the frontier":
+// its chunk below below[p] or its segment below belowSeg[p], for the row's
+// partition p (0 and 0, nothing, for a partition not listed). ok is false
+// for an empty frontier.
+func foldedBy(partitions []int32, below, belowSeg []int64) (cond string, ok bool) {
+	chunk, ok := transformPartition(partitions, below)
+	if !ok {
+		return "", false
+	}
+	segment, _ := transformPartition(partitions, belowSeg)
+	return "(chunk < " + chunk + " OR segment < " + segment + ")", true
 }
 
 // transformPartition renders transform(`partition`, [partitions], [values],

@@ -31,8 +31,8 @@ func batches(plans []plan, n int) [][]plan {
 
 // writeRows writes the compact rows of every plan, BatchWindows windows per
 // INSERT ... SELECT: per window, the compact rows of its base manifest plus
-// the raw pieces (FINAL: the longest prefix of each) with
-// base.below[p] <= chunk < next.below[p], grouped by window and dimensions.
+// the raw pieces (FINAL: the longest prefix of each) that next folds and
+// base did not, grouped by window and dimensions.
 // Rows are written under next.id and are not read until its manifest exists.
 func (c *Compactor) writeRows(ctx context.Context, w aggregate.Window, plans []plan) error {
 	for _, b := range batches(plans, c.cfg.BatchWindows) {
@@ -54,11 +54,11 @@ func (c *Compactor) foldQuery(w aggregate.Window, b []plan) string {
 			bases = append(bases, "("+strconv.FormatInt(p.windowStart, 10)+", "+strconv.FormatUint(p.base.id, 10)+")")
 		}
 		cond := "window_start = " + dateTime(p.windowStart)
-		if from, ok := transformPartition(p.base.partitions, p.base.below); ok {
-			cond += " AND chunk >= " + from
+		if folded, ok := foldedBy(p.base.partitions, p.base.below, p.base.belowSeg); ok {
+			cond += " AND NOT " + folded
 		}
-		to, _ := transformPartition(p.next.partitions, p.next.below) // next lists every partition of base and more
-		ranges = append(ranges, "("+cond+" AND chunk < "+to+")")
+		to, _ := foldedBy(p.next.partitions, p.next.below, p.next.belowSeg) // next lists every partition of base and more
+		ranges = append(ranges, "("+cond+" AND "+to+")")
 	}
 	from, to := dateTime(b[0].windowStart), dateTime(b[len(b)-1].windowStart)
 	baseRows := "0" // no base in this batch: read nothing
@@ -109,19 +109,22 @@ func (c *Compactor) publishQuery(b []plan, deadline time.Time) (string, []uint64
 	ids := make([]uint64, len(b))
 	parts := make([]string, len(b))
 	belows := make([]string, len(b))
+	segs := make([]string, len(b))
 	for i, p := range b {
 		starts[i], gens[i], ids[i] = uint64(p.windowStart), p.next.generation, p.next.id
 		parts[i] = arrayLiteral(p.next.partitions, "Array(Int32)")
 		belows[i] = arrayLiteral(p.next.below, "Array(Int64)")
+		segs[i] = arrayLiteral(p.next.belowSeg, "Array(Int64)")
 	}
 	n := strconv.Itoa(len(b))
 	q := "INSERT INTO " + c.database + ".usage_compactions" +
-		" (topic, window, window_start, generation, compaction_id, partitions, below, created_at)" +
+		" (topic, window, window_start, generation, compaction_id, partitions, below, below_segment, created_at)" +
 		" SELECT ?, ?, toDateTime(arrayElement(" + arrayLiteral(starts, "Array(UInt32)") + ", number + 1), 'UTC')," +
 		" arrayElement(" + arrayLiteral(gens, "Array(UInt64)") + ", number + 1)," +
 		" arrayElement(" + arrayLiteral(ids, "Array(UInt64)") + ", number + 1)," +
 		" arrayElement([" + strings.Join(parts, ", ") + "], number + 1)," +
-		" arrayElement([" + strings.Join(belows, ", ") + "], number + 1), now()" +
+		" arrayElement([" + strings.Join(belows, ", ") + "], number + 1)," +
+		" arrayElement([" + strings.Join(segs, ", ") + "], number + 1), now()" +
 		" FROM numbers(" + n + ") WHERE now() <= " + dateTime(deadline.Unix())
 	return q, ids
 }
@@ -145,6 +148,7 @@ func (c *Compactor) deleteFolded(ctx context.Context, w aggregate.Window) (uint6
 	settled := map[int64]old{}
 	err := c.query(ctx, "SELECT toUInt32(window_start), argMax(compaction_id, (generation, compaction_id)), "+
 		"argMax(partitions, (generation, compaction_id)), argMax(below, (generation, compaction_id)), "+
+		"argMax(below_segment, (generation, compaction_id)), "+
 		"argMax(created_at, (generation, compaction_id)) AS at, groupUniqArray(compaction_id) FROM "+c.database+
 		".usage_compactions WHERE topic = ? AND window = ? GROUP BY window_start HAVING at <= now() - "+age,
 		func(scan func(...any) error) error {
@@ -152,9 +156,10 @@ func (c *Compactor) deleteFolded(ctx context.Context, w aggregate.Window) (uint6
 			var m old
 			var at time.Time
 			var ids []uint64
-			if err := scan(&ws, &m.id, &m.partitions, &m.below, &at, &ids); err != nil {
+			if err := scan(&ws, &m.id, &m.partitions, &m.below, &m.belowSeg, &at, &ids); err != nil {
 				return err
 			}
+			m.normalize()
 			for _, id := range ids {
 				if id != m.id {
 					m.superseded = append(m.superseded, id)
@@ -170,7 +175,7 @@ func (c *Compactor) deleteFolded(ctx context.Context, w aggregate.Window) (uint6
 	var total uint64
 	err = c.query(ctx, "SELECT toUInt32(window_start) AS ws, count() FROM "+c.database+".usage_rollup_"+w.Name+
 		" ANY INNER JOIN ("+newestFrontier(c.database, w.Name, "folded_at <= now() - "+age)+
-		") AS frontier USING (topic, window_start, `partition`) WHERE topic = ? AND chunk < folded_below GROUP BY ws ORDER BY ws",
+		") AS frontier USING (topic, window_start, `partition`) WHERE topic = ? AND (chunk < folded_below OR segment < folded_segment) GROUP BY ws ORDER BY ws",
 		func(scan func(...any) error) error {
 			var ws uint32
 			var n uint64
@@ -190,8 +195,8 @@ func (c *Compactor) deleteFolded(ctx context.Context, w aggregate.Window) (uint6
 		var raw, compact []string
 		for _, ws := range starts[:n] {
 			m := settled[ws]
-			if below, ok := transformPartition(m.partitions, m.below); ok {
-				raw = append(raw, "(window_start = "+dateTime(ws)+" AND chunk < "+below+")")
+			if folded, ok := foldedBy(m.partitions, m.below, m.belowSeg); ok {
+				raw = append(raw, "(window_start = "+dateTime(ws)+" AND "+folded+")")
 			}
 			if len(m.superseded) > 0 {
 				compact = append(compact, "(window_start = "+dateTime(ws)+" AND compaction_id IN ("+uintList(m.superseded)+"))")

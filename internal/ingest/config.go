@@ -51,6 +51,13 @@ type Config struct {
 	// it counts as idle: its closed_through then follows the wall clock minus
 	// the allowed lateness, so an idle partition does not hold finality back.
 	IdleTimeout time.Duration
+	// SealIdleAfter is how long a caught-up partition whose current segment
+	// holds groups may see no records before this consumer writes a seal
+	// record into it (see seal.go), so that compaction can fold everything
+	// it consumed; 0 disables sealing. Every replica of the group must run a
+	// version that reads seal records before it is enabled: an older one
+	// would not cut where the seal says (docs/operations.md, "Seal records").
+	SealIdleAfter time.Duration
 	// StallTimeout is how long an assigned partition with lag may go without
 	// a durable write before the consumer reports itself not live.
 	StallTimeout time.Duration
@@ -111,6 +118,8 @@ func (c Config) Validate() error {
 		return fielderr.New("RetryBackoffMax", "must be >= 100ms, got %s", c.RetryBackoffMax)
 	case c.IdleTimeout <= 0:
 		return fielderr.New("IdleTimeout", "must be > 0, got %s", c.IdleTimeout)
+	case c.SealIdleAfter != 0 && c.SealIdleAfter < time.Second:
+		return fielderr.New("SealIdleAfter", "must be 0 (off) or >= 1s, got %s", c.SealIdleAfter)
 	case c.StallTimeout < time.Minute:
 		return fielderr.New("StallTimeout", "must be >= 1m, got %s", c.StallTimeout)
 	case c.EndOffsetInterval <= 0:

@@ -34,4 +34,35 @@ func (l *partitionLoop) idle(ctx context.Context) {
 	}
 	p := l.proc.state.Progress()
 	l.writeFinality(ctx, now.Add(-l.c.agg.AllowedLateness).UnixMilli(), p.MaxEventTimeMs, p.LastOffset+1, true)
+	l.seal(ctx, now)
+}
+
+// sealWriteTimeout bounds one attempt to write a seal record.
+const sealWriteTimeout = 10 * time.Second
+
+// seal writes a seal record into the partition when it has been caught up
+// and without records for SealIdleAfter while its current segment holds
+// groups (written, but not complete until something ends the segment). The
+// seal comes back through the fetch like any record and ends the segment
+// there; until then, and after a failure, nothing is written again for
+// SealIdleAfter. Best effort: a partition that is not sealed is only
+// compacted later.
+func (l *partitionLoop) seal(ctx context.Context, now time.Time) {
+	after := l.c.cfg.SealIdleAfter
+	if after <= 0 || now.Sub(l.lastRecord) < after || now.Sub(l.lastSeal) < after ||
+		l.proc.state.Groups() == 0 || !l.c.status.caughtUp(l.partition) {
+		return
+	}
+	l.lastSeal = now
+	wctx, cancel := context.WithTimeout(ctx, sealWriteTimeout)
+	defer cancel()
+	if err := writeSeal(wctx, l.c.sealer, l.topic, l.partition); err != nil {
+		l.c.metrics.sealErrors.Inc()
+		l.log.Warn().Err(err).Dur("retry_in", after).
+			Msg("write seal record (the consumer needs write access to the topic; until then the partition's newest segment is not compacted)")
+		return
+	}
+	l.c.metrics.sealsWritten.Inc()
+	l.log.Info().Int64("segment", l.proc.state.Segment()).Int("groups", l.proc.state.Groups()).
+		Msg("partition idle: seal record written to end its segment")
 }

@@ -32,6 +32,9 @@ type metrics struct {
 	commitTime    prometheus.Histogram
 	chunks        prometheus.Counter
 	segments      prometheus.Counter
+	sealsRead     prometheus.Counter
+	sealsWritten  prometheus.Counter
+	sealErrors    prometheus.Counter
 	gapOffsets    prometheus.Counter
 	carried       prometheus.Counter
 	outOfRange    *prometheus.GaugeVec
@@ -71,6 +74,9 @@ func newMetrics(reg prometheus.Registerer, windows []string) *metrics {
 		commitErrs:    counter("usage_rollup_offset_commit_errors_total", "Offset commits that failed (harmless: the commit is only a resume hint)."),
 		chunks:        counter("usage_rollup_chunks_completed_total", "Chunks written completely (each partition's log is cut into CHUNK_SIZE offsets)."),
 		segments:      counter("usage_rollup_segments_cut_total", "Segments cut because a partition reached MAX_GROUPS_PER_PARTITION."),
+		sealsRead:     counter("usage_rollup_seal_records_total", "Seal records read from the topic: each ends its partition's current segment, so that compaction can fold it."),
+		sealsWritten:  counter("usage_rollup_seals_written_total", "Seal records this process wrote to idle partitions (SEAL_IDLE_AFTER)."),
+		sealErrors:    counter("usage_rollup_seal_errors_total", "Seal records that could not be written (retried after SEAL_IDLE_AFTER; compaction of the partition's newest segment waits)."),
 		gapOffsets:    counter("usage_rollup_log_gap_offsets_total", "Offsets found missing from the log while reading (retention, DeleteRecords or compaction removed them)."),
 		carried:       counter("usage_rollup_chunks_carried_total", "Chunks the log could no longer reproduce in full, continued from their stored rows."),
 		rebalances:    counter("usage_rollup_rebalances_total", "Consumer group generations joined."),

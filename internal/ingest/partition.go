@@ -44,6 +44,8 @@ type partitionLoop struct {
 	reportedBytes  int64
 	// lastRecord is when the last record arrived, for idleness.
 	lastRecord time.Time
+	// lastSeal is when this loop last tried to write a seal record.
+	lastSeal time.Time
 	// closedMs is the closed_through this loop last wrote.
 	closedMs int64
 	// deadLetterWriter is this partition's own dead-letter producer (nil:

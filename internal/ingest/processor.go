@@ -133,6 +133,9 @@ func (p *processor) replayable(chunk int64) bool {
 // cut), then decode and aggregate, then a flush if the batch is full. It
 // returns an error only when ctx ended while a write it needed was failing.
 func (p *processor) handle(ctx context.Context, r *partitionlog.Record) error {
+	if IsSeal(r.Key, r.Value) {
+		return p.seal(ctx, r.Offset)
+	}
 	if r.Offset < p.warmUntil {
 		if p.dec.Decode(r.Value, r.Time, &p.ev) == nil {
 			p.state.Warm(&p.ev)
@@ -214,6 +217,26 @@ func (p *processor) position(ctx context.Context, offset int64) error {
 		p.state.BeginSegment(offset)
 		p.met.segments.Inc()
 	}
+	return nil
+}
+
+// seal takes a seal record: the pending state is written, then the current
+// segment ends at offset (aggregate.ChunkState.Seal). A seal in the chunk
+// read only to warm the dedup set was taken when that chunk was written.
+func (p *processor) seal(ctx context.Context, offset int64) error {
+	if offset < p.warmUntil {
+		return nil
+	}
+	if err := p.position(ctx, offset); err != nil {
+		return err
+	}
+	p.met.sealsRead.Inc()
+	for p.pending() { // a batch kept from a failed write, then the state
+		if err := p.flush(ctx); err != nil {
+			return err
+		}
+	}
+	p.state.Seal(offset)
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 // logEvent is what the generator knows about one record, independently of
 // the decoder: the expectations below are computed from it.
 type logEvent struct {
+	seal      bool // a seal record, not an event
 	malformed bool
 	id        string
 	tsMs      int64
@@ -40,12 +41,20 @@ type fakeLog struct {
 	recs    []partitionlog.Record
 	first   int64          // log start offset
 	removed map[int64]bool // compacted away
+	// sealOneIn makes generate write a seal record, as an idle partition's
+	// consumer does, before about one record in sealOneIn; 0: never.
+	sealOneIn int
 }
 
 func newFakeLog() *fakeLog { return &fakeLog{removed: map[int64]bool{}} }
 
 func (l *fakeLog) append(e logEvent) {
 	off := int64(len(l.recs))
+	if e.seal {
+		l.evs = append(l.evs, e)
+		l.recs = append(l.recs, partitionlog.Record{Offset: off, Key: sealKey, Value: []byte{}, Time: time.Now()})
+		return
+	}
 	v := []byte("{not json")
 	if !e.malformed {
 		v = fmt.Appendf(nil, `{"id":%q,"timestamp":%q,"workspace_id":%q,"project_id":"p","api_key_id":"k",`+
@@ -64,6 +73,9 @@ func (l *fakeLog) append(e logEvent) {
 func (l *fakeLog) generate(r *rand.Rand, n int, dups, malformed bool) {
 	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
 	for range n {
+		if l.sealOneIn > 0 && r.IntN(l.sealOneIn) == 0 {
+			l.append(logEvent{seal: true})
+		}
 		i := len(l.recs)
 		if malformed && r.IntN(25) == 0 {
 			l.append(logEvent{malformed: true})
@@ -98,6 +110,9 @@ type expectation struct {
 func (l *fakeLog) expected(chunk int64, lateness time.Duration) expectation {
 	var e expectation
 	for off, ev := range l.evs {
+		if ev.seal {
+			continue
+		}
 		if ev.malformed {
 			e.rejected++
 			continue
@@ -105,7 +120,7 @@ func (l *fakeLog) expected(chunk int64, lateness time.Duration) expectation {
 		c := int64(off) / chunk
 		newest, dup := int64(0), false
 		for o := max((c-1)*chunk, 0); o < int64(off); o++ {
-			if l.evs[o].malformed {
+			if l.evs[o].malformed || l.evs[o].seal {
 				continue
 			}
 			newest = max(newest, l.evs[o].tsMs)
@@ -315,6 +330,9 @@ func TestNothingCountedIsLostWhenTheLogLosesRecords(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 7))
 			table := rollupfake.New(agg.Windows)
 			l := newFakeLog()
+			if seed%2 == 1 {
+				l.sealOneIn = 40
+			}
 			l.generate(r, 50+r.IntN(400), false, false)
 			commit := l.run(t, r, table, agg, session{committed: -1, stopAfter: r.IntN(len(l.recs) + 1), partialCrash: r.IntN(3) == 0})
 			stale := commit
@@ -352,10 +370,12 @@ func TestNothingCountedIsLostWhenTheLogLosesRecords(t *testing.T) {
 			commit = l.run(t, r, table, agg, session{committed: from, stopAfter: r.IntN(len(l.recs) + 1), partialCrash: r.IntN(3) == 0})
 			l.run(t, r, table, agg, session{committed: commit, stopAfter: -1})
 
-			want := uint64(len(l.evs))
-			var wantIn uint64
+			var want, wantIn uint64
 			for _, e := range l.evs {
-				wantIn += e.input
+				if !e.seal {
+					want++
+					wantIn += e.input
+				}
 			}
 			if c := table.Conflicts(); len(c) > 0 {
 				t.Fatalf("%d conflicting rows, e.g. %s", len(c), c[0])
@@ -367,5 +387,55 @@ func TestNothingCountedIsLostWhenTheLogLosesRecords(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSealRecordsCutSegments: seal records end segments where they stand in
+// the log, so a single pass and a history of crashes and a full replay write
+// the same pieces with the same sums; no piece changes once a progress row
+// says it is complete (rollupfake reports that as a conflict); the sums stay
+// exact, and usage_chunks counts the seals.
+func TestSealRecordsCutSegments(t *testing.T) {
+	const n, chunk = 3000, 400
+	r := rand.New(rand.NewPCG(11, 3))
+	l := newFakeLog()
+	l.sealOneIn = 70
+	l.generate(r, n, true, true)
+	seals := 0
+	for _, e := range l.evs {
+		if e.seal {
+			seals++
+		}
+	}
+	agg := aggregate.DefaultConfig()
+	agg.ChunkSize, agg.MaxBatchRows = chunk, 1000
+	want := l.expected(chunk, agg.AllowedLateness)
+
+	once := rollupfake.New(agg.Windows)
+	l.run(t, r, once, agg, session{committed: -1, stopAfter: -1, flushEvery: 53})
+	want.check(t, once, agg.Windows)
+	if chunks := (len(l.recs) + chunk - 1) / chunk; once.Segments() <= chunks+seals/2 {
+		t.Fatalf("%d segments over %d chunks and %d seals: seals did not cut", once.Segments(), chunks, seals)
+	}
+	if got := once.Seals(0); got != uint64(seals) {
+		t.Fatalf("usage_chunks counts %d seals, the log has %d", got, seals)
+	}
+
+	crashed := rollupfake.New(agg.Windows)
+	committed := int64(-1)
+	for _, s := range []session{{stopAfter: 333}, {stopAfter: 901, partialCrash: true}, {stopAfter: 17, loseLastCommit: true}, {stopAfter: -1}} {
+		s.committed = committed
+		committed = l.run(t, r, crashed, agg, s)
+	}
+	l.run(t, r, crashed, agg, session{committed: -1, stopAfter: -1, flushEvery: 29}) // group reset
+	want.check(t, crashed, agg.Windows)
+	a, b := once.Pieces(), crashed.Pieces()
+	if len(a) != len(b) {
+		t.Fatalf("single pass wrote %d pieces, crashes and a replay %d", len(a), len(b))
+	}
+	for k, m := range a {
+		if b[k] != m {
+			t.Fatalf("piece %+v: single pass %+v, crashes and a replay %+v", k, m, b[k])
+		}
 	}
 }

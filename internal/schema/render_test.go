@@ -70,7 +70,8 @@ func TestRenderMigrations(t *testing.T) {
 		"0001_schema_migrations", "0002_usage_settings", "0003_usage_chunks", "0004_usage_rejected",
 		"0005_usage_rollup@1m", "0005_usage_rollup@1h", "0006_usage_progress",
 		"0010_usage_prices", "0011_usage_cost@1m", "0011_usage_cost@1h", "0012_usage_settings_segment_inputs",
-		"0013_usage_compactions", "0014_usage_compact@1m", "0014_usage_compact@1h",
+		"0013_usage_compactions", "0014_usage_compact@1m", "0014_usage_compact@1h", "0015_usage_seals",
+		"0016_usage_segment_frontier@1m", "0016_usage_segment_frontier@1h",
 	}
 	if !slices.Equal(names, want) {
 		t.Errorf("names = %q, want %q", names, want)

@@ -114,7 +114,8 @@ func (s *Sink) segmentRows(ctx context.Context, window, topic string, partition 
 func (s *Sink) chunkProgress(ctx context.Context, topic string, partition int32, chunk int64) (aggregate.Progress, error) {
 	ctx, cancel := s.conn.StatementContext(ctx)
 	defer cancel()
-	query := "SELECT first_offset, last_offset, accepted, rejected, duplicates, late, max_event_time, watermark FROM " +
+	query := "SELECT first_offset, last_offset, accepted, rejected, duplicates, late, max_event_time, watermark, " +
+		"seals, open_segment FROM " +
 		s.database + ".usage_chunks FINAL WHERE topic = ? AND `partition` = ? AND chunk = ?"
 	rows, err := s.conn.Query(ctx, query, topic, partition, chunk)
 	if err != nil {
@@ -125,7 +126,7 @@ func (s *Sink) chunkProgress(ctx context.Context, topic string, partition int32,
 	if rows.Next() {
 		var maxEventTime, watermark time.Time
 		if err := rows.Scan(&p.FirstOffset, &p.LastOffset, &p.Accepted, &p.Rejected, &p.Duplicates, &p.Late,
-			&maxEventTime, &watermark); err != nil {
+			&maxEventTime, &watermark, &p.Seals, &p.OpenSegment); err != nil {
 			return aggregate.Progress{}, err
 		}
 		p.MaxEventTimeMs, p.WatermarkMs = maxEventTime.Unix()*1000, watermark.Unix()*1000

@@ -21,7 +21,7 @@ const (
 		"output_tokens, total_tokens, latency_ms_sum, latency_ms_max, inconsistent_events, late_events, written_at"
 	rejectedColumns = "topic, `partition`, `offset`, reason, field, detail, record_time, size, payload, rejected_at"
 	chunkColumns    = "topic, `partition`, chunk, first_offset, last_offset, accepted, rejected, duplicates, late, " +
-		"max_event_time, watermark, written_at"
+		"max_event_time, watermark, written_at, seals, open_segment"
 	progressColumns = "topic, `partition`, closed_through, max_event_time, committed_offset, idle, advanced_at"
 )
 
@@ -267,7 +267,7 @@ func (s *Sink) writeProgress(ctx context.Context, bs []*aggregate.Batch, written
 			p := &b.Progress
 			if err := ins.Append(b.Topic, b.Partition, b.Chunk, p.FirstOffset, p.LastOffset,
 				p.Accepted, p.Rejected, p.Duplicates, p.Late, utcSeconds(p.MaxEventTimeMs/1000),
-				utcSeconds(p.WatermarkMs/1000), writtenAt); err != nil {
+				utcSeconds(p.WatermarkMs/1000), writtenAt, p.Seals, p.OpenSegment); err != nil {
 				return err
 			}
 		}

@@ -89,6 +89,13 @@ func (t *Table) Write(_ context.Context, b *aggregate.Batch) error {
 				t.conflicts = append(t.conflicts, fmt.Sprintf("key %+v version %d written with other measures: %+v, then %+v",
 					k, b.Version(), old.Measures, r.Measures))
 			}
+			// A replay may write a complete piece again under another
+			// version (its flushes fall elsewhere), never with other sums.
+			changes := !ok || b.Version() > old.Version && old.Measures != r.Measures
+			if changes && t.complete(b.Partition, b.Chunk, b.Segment) {
+				t.conflicts = append(t.conflicts, fmt.Sprintf("key %+v of a complete piece changed to version %d (was %d): "+
+					"a compaction that folded it would lose the difference", k, b.Version(), old.Version))
+			}
 			if !ok || b.Version() >= old.Version {
 				t.rows[k] = Row{b.Version(), r.Measures}
 			}
@@ -103,6 +110,22 @@ func (t *Table) Write(_ context.Context, b *aggregate.Batch) error {
 	}
 	t.next[b.Partition] = max(t.next[b.Partition], b.Progress.LastOffset+1)
 	return nil
+}
+
+// complete reports whether the piece (partition, chunk, segment) is complete
+// as a compactor reads usage_chunks: a later chunk of the partition has a
+// progress row, or the chunk's newest progress row names a later open
+// segment. Complete pieces must never change again.
+func (t *Table) complete(partition int32, chunk, segment int64) bool {
+	if p, ok := t.progress[[2]int64{int64(partition), chunk}]; ok && segment < p.OpenSegment {
+		return true
+	}
+	for pk := range t.progress {
+		if pk[0] == int64(partition) && pk[1] > chunk {
+			return true
+		}
+	}
+	return false
 }
 
 // WriteBatches writes each batch as Write does, stopping at the first error.
@@ -162,7 +185,6 @@ func (t *Table) ReadChunk(_ context.Context, _ string, partition int32, chunk in
 	}
 	return sc, nil
 }
-
 
 // Transient reports ErrDown as transient, like an outage.
 func (t *Table) Transient(err error) bool { return errors.Is(err, ErrDown) }
@@ -230,8 +252,32 @@ func (t *Table) Segments() int {
 	return len(seen)
 }
 
+// Pieces returns the measures FINAL shows for every key.
+func (t *Table) Pieces() map[Key]aggregate.Measures {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[Key]aggregate.Measures, len(t.rows))
+	for k, r := range t.rows {
+		out[k] = r.Measures
+	}
+	return out
+}
+
+// Seals sums usage_chunks.seals over the partition's chunks.
+func (t *Table) Seals(partition int32) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var n uint64
+	for pk, p := range t.progress {
+		if pk[0] == int64(partition) {
+			n += p.Seals
+		}
+	}
+	return n
+}
+
 // Conflicts lists rows written twice with the same key and version but
-// different measures.
+// different measures, and rows of complete pieces that changed.
 func (t *Table) Conflicts() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
