@@ -170,7 +170,7 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 			return nil, err
 		}
 		sampling.Go(func() {
-			for sleepUntil(sampleCtx, time.Now().Add(time.Second)) == nil {
+			for bench.SleepUntil(sampleCtx, time.Now().Add(time.Second)) == nil {
 				if g, err := bench.Gauges(sampleCtx, addr, memoryGauges...); err == nil {
 					keepMax(g)
 				}

@@ -188,7 +188,7 @@ func (t *topicRun) steadyWindow(ctx context.Context, res bench.SteadyResult, p *
 	g.Go(func() error { return markers.Watch(watchCtx, t.ch, quote(db)+"."+freshnessView) })
 
 	measure := func() error {
-		if err := sleepUntil(gctx, from); err != nil {
+		if err := bench.SleepUntil(gctx, from); err != nil {
 			return err
 		}
 		before, err := t.snapshot(gctx, db, p.Pid(), prod)
@@ -196,7 +196,7 @@ func (t *topicRun) steadyWindow(ctx context.Context, res bench.SteadyResult, p *
 			return err
 		}
 		chCPU := bench.StartCPU(t.cfg.clickhousePID)
-		if err := sleepUntil(gctx, to); err != nil {
+		if err := bench.SleepUntil(gctx, to); err != nil {
 			return err
 		}
 		after, err := t.snapshot(gctx, db, p.Pid(), prod)
@@ -218,7 +218,7 @@ func (t *topicRun) steadyWindow(ctx context.Context, res bench.SteadyResult, p *
 		// The last markers of the window: wait until they are visible.
 		deadline := time.Now().Add(markerWait)
 		for markers.Pending(from, to) > 0 && time.Now().Before(deadline) {
-			if err := sleepUntil(gctx, time.Now().Add(bench.MarkerPoll)); err != nil {
+			if err := bench.SleepUntil(gctx, time.Now().Add(bench.MarkerPoll)); err != nil {
 				return err
 			}
 		}
@@ -275,17 +275,6 @@ func steadyGenerator(cfg config, start time.Time) loadgen.Config {
 	g.Seed, g.Rate, g.Start = cfg.seed, cfg.rate, start
 	g.DuplicateRatio, g.LateRatio, g.MalformedRatio, g.CamelRatio, g.ChatRatio = 0, 0, 0, 0, 0
 	return g
-}
-
-func sleepUntil(ctx context.Context, at time.Time) error {
-	timer := time.NewTimer(time.Until(at))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
 }
 
 // quote backquotes an identifier.
