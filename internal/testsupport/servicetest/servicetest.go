@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -78,29 +77,6 @@ func Unavailable(t testing.TB, format string, args ...any) {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
-}
-
-// chdbCheck is scripts/chdb_check.py, found from this file so that tests in
-// any package can run it.
-func chdbCheck() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "chdb_check.py")
-}
-
-// NeedChDB returns the version of the ClickHouse embedded in chDB (Python),
-// a current engine the tests check SQL on; it skips or fails like Need when
-// python3 with chdb is missing (scripts/chdb.sh install).
-func NeedChDB(t testing.TB) string {
-	t.Helper()
-	if err := exec.Command("python3", "-c", "import chdb").Run(); err != nil {
-		Unavailable(t, "python3 with chdb is not available (scripts/chdb.sh install): %v", err)
-		return ""
-	}
-	out, err := exec.Command("python3", chdbCheck(), "version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s version: %v\n%s", chdbCheck(), err, out)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // TempDatabase returns the ClickHouse address and the name of a database
@@ -195,3 +171,4 @@ func RunWithConsumer(m *testing.M, pkg string, binary *string, after func(code i
 	}
 	return code
 }
+
