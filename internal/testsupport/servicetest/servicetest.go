@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // Services are the addresses of the Kafka broker and the ClickHouse server,
@@ -172,3 +173,19 @@ func RunWithConsumer(m *testing.M, pkg string, binary *string, after func(code i
 	return code
 }
 
+// RowQuerier is the part of a ClickHouse connection QueryUint uses; the
+// schema's and the sink's Conn both have it.
+type RowQuerier interface {
+	QueryRow(ctx context.Context, query string, args ...any) driver.Row
+}
+
+// QueryUint runs a query returning one UInt64 (a sum, a count) and fails the
+// test if it cannot.
+func QueryUint(t testing.TB, c RowQuerier, query string, args ...any) uint64 {
+	t.Helper()
+	var v uint64
+	if err := c.QueryRow(t.Context(), query, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return v
+}
