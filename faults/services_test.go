@@ -3,10 +3,12 @@
 package faults
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,9 +53,16 @@ func alivePid(pid int) bool { return syscall.Kill(pid, 0) == nil }
 // kafkaPid returns the shared broker's pid.
 func kafkaPid(t *testing.T) int {
 	t.Helper()
-	pid, err := pidFromFile(kafkaPidFile)
+	return servicePid(t, kafkaPidFile, "broker")
+}
+
+// servicePid returns the pid in a service script's pid file, failing the
+// test unless that process (what) is running.
+func servicePid(t *testing.T, file, what string) int {
+	t.Helper()
+	pid, err := pidFromFile(file)
 	if err != nil || !alivePid(pid) {
-		t.Fatalf("no running broker in %s (%v)", kafkaPidFile, err)
+		t.Fatalf("no running %s in %s (%v)", what, file, err)
 	}
 	return pid
 }
@@ -105,11 +114,7 @@ func waitReachable(t *testing.T, addr string, limit time.Duration) time.Duration
 // clickhousePid returns the shared ClickHouse server's pid.
 func clickhousePid(t *testing.T) int {
 	t.Helper()
-	pid, err := pidFromFile(clickhousePidFile)
-	if err != nil || !alivePid(pid) {
-		t.Fatalf("no running ClickHouse server in %s (%v)", clickhousePidFile, err)
-	}
-	return pid
+	return servicePid(t, clickhousePidFile, "ClickHouse server")
 }
 
 // ensureClickHouse restarts the shared server if a case left it dead.
@@ -133,4 +138,38 @@ func proxiedKafka(t *testing.T) (upstream, listen string, direct []string) {
 	t.Helper()
 	servicetest.Reach(t, proxiedListener)
 	return proxiedListener, proxiedAdvertised, servicetest.NeedKafka(t)
+}
+
+// runScript runs one of the repository's service scripts.
+func runScript(t *testing.T, limit time.Duration, script string, args ...string) error {
+	t.Helper()
+	cmd := exec.Command("../scripts/"+script, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%s %s: %w\n%s", script, strings.Join(args, " "), err, servicetest.Tail(out.String(), 2048))
+		}
+		t.Logf("%s %s: %s", script, strings.Join(args, " "), strings.TrimSpace(servicetest.Tail(out.String(), 300)))
+		return nil
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%s %s did not finish within %s\n%s", script, strings.Join(args, " "), limit, servicetest.Tail(out.String(), 2048))
+	}
+}
+
+// pidFromFile reads a pid file of the service scripts.
+func pidFromFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
