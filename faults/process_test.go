@@ -3,8 +3,10 @@
 package faults
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -129,4 +131,38 @@ func (s *rssSampler) finish() []int64 {
 	close(s.stop)
 	<-s.done
 	return s.samples
+}
+
+// runScript runs one of the repository's service scripts.
+func runScript(t *testing.T, limit time.Duration, script string, args ...string) error {
+	t.Helper()
+	cmd := exec.Command("../scripts/"+script, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%s %s: %w\n%s", script, strings.Join(args, " "), err, servicetest.Tail(out.String(), 2048))
+		}
+		t.Logf("%s %s: %s", script, strings.Join(args, " "), strings.TrimSpace(servicetest.Tail(out.String(), 300)))
+		return nil
+	case <-time.After(limit):
+		_ = cmd.Process.Kill()
+		<-done
+		return fmt.Errorf("%s %s did not finish within %s\n%s", script, strings.Join(args, " "), limit, servicetest.Tail(out.String(), 2048))
+	}
+}
+
+// pidFromFile reads a pid file of the service scripts.
+func pidFromFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
