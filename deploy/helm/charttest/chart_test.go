@@ -279,15 +279,16 @@ func itoa(n int32) string { return strconv.Itoa(int(n)) }
 // equalJSON reports whether a and b marshal to the same JSON.
 func equalJSON(t *testing.T, a, b any) bool {
 	t.Helper()
-	ja, err := json.Marshal(a)
+	return string(marshalJSON(t, a)) == string(marshalJSON(t, b))
+}
+
+func marshalJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	js, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	jb, err := json.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(ja) == string(jb)
+	return js
 }
 
 func TestGracePeriodExceedsShutdownTimeout(t *testing.T) {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 )
 
@@ -192,6 +195,16 @@ func stripComments(manifest string) string {
 	return b.String()
 }
 
+// readFile returns the contents of path, failing the test if it cannot.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
 // one returns the only element of list, failing the test otherwise.
 func one[T any](t *testing.T, what string, list []*T) *T {
 	t.Helper()
@@ -228,36 +241,26 @@ func (r *rendered) monitoring(t *testing.T, kind string) *unstructured.Unstructu
 	return one(t, kind, found)
 }
 
-// kinds lists "Kind/name" of every rendered object, sorted.
+// kinds lists "Kind/name" of every rendered object but the CronJobs, sorted.
 func (r *rendered) kinds() []string {
-	var out []string
-	add := func(kind, name string) { out = append(out, kind+"/"+name) }
-	for _, o := range r.Deployments {
-		add("Deployment", o.Name)
-	}
-	for _, o := range r.Services {
-		add("Service", o.Name)
-	}
-	for _, o := range r.ConfigMaps {
-		add("ConfigMap", o.Name)
-	}
-	for _, o := range r.Secrets {
-		add("Secret", o.Name)
-	}
-	for _, o := range r.ServiceAccounts {
-		add("ServiceAccount", o.Name)
-	}
-	for _, o := range r.Jobs {
-		add("Job", o.Name)
-	}
-	for _, o := range r.PDBs {
-		add("PodDisruptionBudget", o.Name)
-	}
-	for _, o := range r.Monitoring {
-		add(o.GetKind(), o.GetName())
-	}
+	out := slices.Concat(objectIDs(r.Deployments), objectIDs(r.Services), objectIDs(r.ConfigMaps),
+		objectIDs(r.Secrets), objectIDs(r.ServiceAccounts), objectIDs(r.Jobs), objectIDs(r.PDBs),
+		objectIDs(r.Monitoring))
 	sort.Strings(out)
 	return out
+}
+
+// objectIDs returns "Kind/name" of each object, the kind as the manifest
+// spelled it.
+func objectIDs[T interface {
+	GetName() string
+	GetObjectKind() schema.ObjectKind
+}](objs []T) []string {
+	ids := make([]string, 0, len(objs))
+	for _, o := range objs {
+		ids = append(ids, o.GetObjectKind().GroupVersionKind().Kind+"/"+o.GetName())
+	}
+	return ids
 }
 
 // envMap resolves a container's environment as the kubelet would: envFrom ConfigMaps first,
