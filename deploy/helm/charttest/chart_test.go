@@ -2,6 +2,7 @@ package charttest
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -279,16 +280,12 @@ func itoa(n int32) string { return strconv.Itoa(int(n)) }
 // equalJSON reports whether a and b marshal to the same JSON.
 func equalJSON(t *testing.T, a, b any) bool {
 	t.Helper()
-	return string(marshalJSON(t, a)) == string(marshalJSON(t, b))
-}
-
-func marshalJSON(t *testing.T, v any) []byte {
-	t.Helper()
-	js, err := json.Marshal(v)
-	if err != nil {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	if err := errors.Join(errA, errB); err != nil {
 		t.Fatal(err)
 	}
-	return js
+	return string(ja) == string(jb)
 }
 
 func TestGracePeriodExceedsShutdownTimeout(t *testing.T) {

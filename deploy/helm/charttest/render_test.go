@@ -141,24 +141,11 @@ func (r *rendered) add(manifest string) error {
 	}
 	r.Manifests = append(r.Manifests, manifest)
 	id := head.APIVersion + " " + head.Kind + "/" + head.Metadata.Name
-	switch head.APIVersion + " " + head.Kind {
-	case "apps/v1 Deployment":
-		return decodeInto(id, js, &r.Deployments)
-	case "v1 Service":
-		return decodeInto(id, js, &r.Services)
-	case "v1 ConfigMap":
-		return decodeInto(id, js, &r.ConfigMaps)
-	case "v1 Secret":
-		return decodeInto(id, js, &r.Secrets)
-	case "v1 ServiceAccount":
-		return decodeInto(id, js, &r.ServiceAccounts)
-	case "batch/v1 Job":
-		return decodeInto(id, js, &r.Jobs)
-	case "batch/v1 CronJob":
-		return decodeInto(id, js, &r.CronJobs)
-	case "policy/v1 PodDisruptionBudget":
-		return decodeInto(id, js, &r.PDBs)
-	case "monitoring.coreos.com/v1 ServiceMonitor", "monitoring.coreos.com/v1 PrometheusRule":
+	kind := head.APIVersion + " " + head.Kind
+	if decode, ok := r.decoders()[kind]; ok {
+		return decode(id, js)
+	}
+	if kind == "monitoring.coreos.com/v1 ServiceMonitor" || kind == "monitoring.coreos.com/v1 PrometheusRule" {
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(js); err != nil {
 			return fmt.Errorf("%s: %w", id, err)
@@ -167,6 +154,25 @@ func (r *rendered) add(manifest string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: the chart renders a kind this test does not know; add it to rendered", id)
+}
+
+// decoders maps the "apiVersion Kind" of each typed kind to the strict
+// decoding of a manifest into its list in r.
+func (r *rendered) decoders() map[string]func(id string, js []byte) error {
+	return map[string]func(string, []byte) error{
+		"apps/v1 Deployment":            decoder(&r.Deployments),
+		"v1 Service":                    decoder(&r.Services),
+		"v1 ConfigMap":                  decoder(&r.ConfigMaps),
+		"v1 Secret":                     decoder(&r.Secrets),
+		"v1 ServiceAccount":             decoder(&r.ServiceAccounts),
+		"batch/v1 Job":                  decoder(&r.Jobs),
+		"batch/v1 CronJob":              decoder(&r.CronJobs),
+		"policy/v1 PodDisruptionBudget": decoder(&r.PDBs),
+	}
+}
+
+func decoder[T any](list *[]*T) func(id string, js []byte) error {
+	return func(id string, js []byte) error { return decodeInto(id, js, list) }
 }
 
 // decodeInto decodes js strictly into a new T and appends it to list.
