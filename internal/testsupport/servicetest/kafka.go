@@ -33,3 +33,24 @@ func CreateTopic(t testing.TB, client *kafka.Client, name string, partitions int
 		}
 	})
 }
+
+// Committed returns group's committed offset per partition of topic (-1
+// where it has none), failing the test if the broker cannot be asked. Errors
+// the broker reports per group or partition are not checked: callers poll
+// until the offsets they wait for show up.
+func Committed(t testing.TB, c *kafka.Client, group, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	ps := make([]int, partitions)
+	for p := range ps {
+		ps[p] = p
+	}
+	res, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		t.Fatalf("fetch committed offsets: %v", err)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
