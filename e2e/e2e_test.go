@@ -90,7 +90,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 		t.Logf("%s stopped %s after SIGTERM", c.Name, c.term(30*time.Second))
 	}
 	reconcileOK(t, env)
-	committed := committedOffsets(t, kc, group, topic, partitions)
+	committed := servicetest.Committed(t, kc, group, topic, partitions)
 	for part, end := range ends {
 		if committed[part] != end {
 			t.Errorf("partition %d committed %d after a clean stop, want %d", part, committed[part], end)
@@ -102,7 +102,7 @@ func TestCrashRestartAndReplayStayExact(t *testing.T) {
 	a = startConsumer(t, "a3", env)
 	b = startConsumer(t, "b3", env)
 	eventually(t, 2*time.Minute, "replay committed to the end", func() string {
-		got := committedOffsets(t, kc, group, topic, partitions)
+		got := servicetest.Committed(t, kc, group, topic, partitions)
 		for part, end := range ends {
 			if got[part] != end {
 				return fmt.Sprintf("partition %d committed %d of %d", part, got[part], end)

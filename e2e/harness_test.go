@@ -106,24 +106,6 @@ func endOffsets(t *testing.T, c *kafka.Client, topic string, partitions int) map
 	return ends
 }
 
-// committedOffsets returns the group's committed offset per partition (-1 if none).
-func committedOffsets(t *testing.T, c *kafka.Client, group, topic string, partitions int) map[int]int64 {
-	t.Helper()
-	ps := make([]int, partitions)
-	for p := range partitions {
-		ps[p] = p
-	}
-	res, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err != nil {
-		t.Fatalf("fetch committed offsets: %v", err)
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		out[p.Partition] = p.CommittedOffset
-	}
-	return out
-}
-
 // resetGroup commits offset 0 for every partition, as
 // `kafka-consumer-groups.sh --reset-offsets --to-earliest` does. The group
 // must be empty.

@@ -81,7 +81,7 @@ func totalRequests(t *testing.T, rd *audit.Reader, window, topic string) (req, i
 func waitCommitted(t *testing.T, kc *kafka.Client, group, topic string, want int64) {
 	t.Helper()
 	eventually(t, 60*time.Second, fmt.Sprintf("committed offset %d", want), func() string {
-		if got := committedOffsets(t, kc, group, topic, 1)[0]; got != want {
+		if got := servicetest.Committed(t, kc, group, topic, 1)[0]; got != want {
 			return fmt.Sprintf("committed %d", got)
 		}
 		return ""
@@ -98,6 +98,27 @@ func newAdmin(t *testing.T, svc servicetest.Services) *kadm.Client {
 	return kadm.NewClient(cl)
 }
 
+// logCase is where each of these tests starts: the services, a fresh
+// one-partition topic, a group and a database named after the test, the
+// database's reader and a Kafka client.
+type logCase struct {
+	svc              servicetest.Services
+	topic, db, group string
+	rd               *audit.Reader
+	kc               *kafka.Client
+}
+
+func newLogCase(t *testing.T, prefix string) logCase {
+	t.Helper()
+	svc := servicetest.Need(t)
+	lc := logCase{svc: svc, topic: randomName(prefix), db: randomName(prefix), group: randomName(prefix), kc: kafkaClient(svc)}
+	if _, _, err := loadgen.EnsureTopic(context.Background(), svc.Brokers, lc.topic, 1); err != nil {
+		t.Fatal(err)
+	}
+	lc.rd = openAudit(t, svc, lc.db)
+	return lc
+}
+
 // TestDeletedLogHeadKeepsCountedEvents is the reproduction of a silent
 // undercount: with CHUNK_SIZE 100, 150 events are written, the consumer stops,
 // DeleteRecords removes offsets below 120 (as retention does), one more event
@@ -105,27 +126,21 @@ func newAdmin(t *testing.T, svc servicetest.Services) *kadm.Client {
 // 120 used to write a 31-event aggregate over the 50-event one. Then the group
 // is reset to the earliest offset and replays: no sum may go down.
 func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
-	svc := servicetest.Need(t)
-	topic, db, group := randomName("head"), randomName("head"), randomName("head")
+	lc := newLogCase(t, "head")
 	ctx := context.Background()
-	if _, _, err := loadgen.EnsureTopic(ctx, svc.Brokers, topic, 1); err != nil {
-		t.Fatal(err)
-	}
-	rd := openAudit(t, svc, db)
-	kc := kafkaClient(svc)
-	env := baseEnv(svc, topic, group, db, "CHUNK_SIZE=100", "FLUSH_INTERVAL=1s")
+	env := baseEnv(lc.svc, lc.topic, lc.group, lc.db, "CHUNK_SIZE=100", "FLUSH_INTERVAL=1s")
 
-	produceEvents(t, svc, topic, "a", 150)
+	produceEvents(t, lc.svc, lc.topic, "a", 150)
 	c := startConsumer(t, "head1", env)
-	waitCommitted(t, kc, group, topic, 150)
+	waitCommitted(t, lc.kc, lc.group, lc.topic, 150)
 	c.term(30 * time.Second)
-	if req, _ := totalRequests(t, rd, "1h", topic); req != 150 {
+	if req, _ := totalRequests(t, lc.rd, "1h", lc.topic); req != 150 {
 		t.Fatalf("before the deletion: sum(requests) = %d, want 150", req)
 	}
 
-	adm := newAdmin(t, svc)
+	adm := newAdmin(t, lc.svc)
 	offsets := kadm.Offsets{}
-	offsets.AddOffset(topic, 0, 120, -1)
+	offsets.AddOffset(lc.topic, 0, 120, -1)
 	res, err := adm.DeleteRecords(ctx, offsets)
 	if err != nil {
 		t.Fatalf("delete records: %v", err)
@@ -133,13 +148,13 @@ func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
 	if err := res.Error(); err != nil {
 		t.Fatalf("delete records: %v", err)
 	}
-	produceEvents(t, svc, topic, "b", 1)
+	produceEvents(t, lc.svc, lc.topic, "b", 1)
 
 	c = startConsumer(t, "head2", env)
-	waitCommitted(t, kc, group, topic, 151)
+	waitCommitted(t, lc.kc, lc.group, lc.topic, 151)
 	c.term(30 * time.Second)
 	for _, w := range []string{"1m", "1h"} {
-		if req, in := totalRequests(t, rd, w, topic); req != 151 || in != 1510 {
+		if req, in := totalRequests(t, lc.rd, w, lc.topic); req != 151 || in != 1510 {
 			t.Fatalf("after the deletion: usage_%s has %d requests and %d input tokens, want 151 and 1510", w, req, in)
 		}
 	}
@@ -149,13 +164,13 @@ func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
 
 	// A group reset to the earliest offset replays what is left (120..150):
 	// the sums must stay.
-	resetGroup(t, kc, group, topic, 1)
+	resetGroup(t, lc.kc, lc.group, lc.topic, 1)
 	c = startConsumer(t, "head3", env)
 	time.Sleep(3 * time.Second) // a replay writes within a flush interval
-	waitCommitted(t, kc, group, topic, 151)
+	waitCommitted(t, lc.kc, lc.group, lc.topic, 151)
 	c.term(30 * time.Second)
 	for _, w := range []string{"1m", "1h"} {
-		if req, in := totalRequests(t, rd, w, topic); req != 151 || in != 1510 {
+		if req, in := totalRequests(t, lc.rd, w, lc.topic); req != 151 || in != 1510 {
 			t.Fatalf("after a replay from earliest: usage_%s has %d requests and %d input tokens, want 151 and 1510", w, req, in)
 		}
 	}
@@ -166,16 +181,10 @@ func TestDeletedLogHeadKeepsCountedEvents(t *testing.T) {
 // 15 may be counted, and the commit and abort markers are not messages:
 // usage_rejected stays empty.
 func TestTransactionsAreReadCommitted(t *testing.T) {
-	svc := servicetest.Need(t)
-	topic, db, group := randomName("txn"), randomName("txn"), randomName("txn")
+	lc := newLogCase(t, "txn")
 	ctx := context.Background()
-	if _, _, err := loadgen.EnsureTopic(ctx, svc.Brokers, topic, 1); err != nil {
-		t.Fatal(err)
-	}
-	rd := openAudit(t, svc, db)
-	kc := kafkaClient(svc)
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(svc.Brokers...), kgo.DefaultProduceTopic(topic),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(lc.svc.Brokers...), kgo.DefaultProduceTopic(lc.topic),
 		kgo.TransactionalID(randomName("txn")), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -199,18 +208,18 @@ func TestTransactionsAreReadCommitted(t *testing.T) {
 	}
 	txn("aborted", 100, kgo.TryAbort)
 	txn("committed", 10, kgo.TryCommit)
-	produceEvents(t, svc, topic, "plain", 5)
+	produceEvents(t, lc.svc, lc.topic, "plain", 5)
 
-	end := endOffsets(t, kc, topic, 1)[0] // 100 + marker + 10 + marker + 5 = 117
-	c := startConsumer(t, "txn1", baseEnv(svc, topic, group, db, "FLUSH_INTERVAL=1s"))
-	waitCommitted(t, kc, group, topic, end)
+	end := endOffsets(t, lc.kc, lc.topic, 1)[0] // 100 + marker + 10 + marker + 5 = 117
+	c := startConsumer(t, "txn1", baseEnv(lc.svc, lc.topic, lc.group, lc.db, "FLUSH_INTERVAL=1s"))
+	waitCommitted(t, lc.kc, lc.group, lc.topic, end)
 	c.term(30 * time.Second)
 	for _, w := range []string{"1m", "1h"} {
-		if req, in := totalRequests(t, rd, w, topic); req != 15 || in != 150 {
+		if req, in := totalRequests(t, lc.rd, w, lc.topic); req != 15 || in != 150 {
 			t.Fatalf("usage_%s has %d requests and %d input tokens, want 15 and 150 (aborted events counted?)", w, req, in)
 		}
 	}
-	if n, err := rd.RejectedCount(ctx, topic); err != nil || n != 0 {
+	if n, err := lc.rd.RejectedCount(ctx, lc.topic); err != nil || n != 0 {
 		t.Fatalf("usage_rejected has %d rows (err %v), want 0: transaction markers are not messages", n, err)
 	}
 }
@@ -220,21 +229,15 @@ func TestTransactionsAreReadCommitted(t *testing.T) {
 // wait there silently: it logs an error and sets
 // usage_rollup_offset_out_of_range for the partition, and writes nothing.
 func TestCommittedOffsetPastLogEndIsLoud(t *testing.T) {
-	svc := servicetest.Need(t)
-	topic, db, group := randomName("oor"), randomName("oor"), randomName("oor")
+	lc := newLogCase(t, "oor")
 	ctx := context.Background()
-	if _, _, err := loadgen.EnsureTopic(ctx, svc.Brokers, topic, 1); err != nil {
-		t.Fatal(err)
-	}
-	rd := openAudit(t, svc, db)
-	kc := kafkaClient(svc)
-	produceEvents(t, svc, topic, "a", 10)
-	res, err := kc.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1,
-		Topics: map[string][]kafka.OffsetCommit{topic: {{Partition: 0, Offset: 5000}}}})
-	if err != nil || res.Topics[topic][0].Error != nil {
+	produceEvents(t, lc.svc, lc.topic, "a", 10)
+	res, err := lc.kc.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: lc.group, GenerationID: -1,
+		Topics: map[string][]kafka.OffsetCommit{lc.topic: {{Partition: 0, Offset: 5000}}}})
+	if err != nil || res.Topics[lc.topic][0].Error != nil {
 		t.Fatalf("commit 5000: %v %v", err, res)
 	}
-	env := baseEnv(svc, topic, group, db, "FLUSH_INTERVAL=1s")
+	env := baseEnv(lc.svc, lc.topic, lc.group, lc.db, "FLUSH_INTERVAL=1s")
 	c := startConsumer(t, "oor1", env)
 	eventually(t, 60*time.Second, "out-of-range metric", func() string {
 		body, _ := c.Scrape()
@@ -247,10 +250,10 @@ func TestCommittedOffsetPastLogEndIsLoud(t *testing.T) {
 		t.Fatal("no error logged for a committed offset past the log end")
 	}
 	c.term(30 * time.Second)
-	if req, _ := totalRequests(t, rd, "1h", topic); req != 0 {
+	if req, _ := totalRequests(t, lc.rd, "1h", lc.topic); req != 0 {
 		t.Fatalf("%d requests written from a partition whose committed offset is past its end", req)
 	}
-	if got := committedOffsets(t, kc, group, topic, 1)[0]; got != 5000 {
+	if got := servicetest.Committed(t, lc.kc, lc.group, lc.topic, 1)[0]; got != 5000 {
 		t.Fatalf("committed offset moved to %d; it must stay for the operator to decide", got)
 	}
 }

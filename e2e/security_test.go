@@ -127,16 +127,24 @@ func TestKafkaSecurity(t *testing.T) {
 	}
 }
 
-func kafkaRoundTrip(t *testing.T, addr string, sec ingest.Security) {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+// secureTransport returns sec's dialer and a transport over it, whose idle
+// connections are closed when the test ends.
+func secureTransport(t *testing.T, sec ingest.Security) (*kafka.Dialer, *kafka.Transport) {
+	t.Helper()
 	dialer, err := sec.Dialer(10 * time.Second)
 	if err != nil {
 		t.Fatalf("Dialer: %v", err)
 	}
 	transport := sec.Transport(dialer)
+	t.Cleanup(transport.CloseIdleConnections)
+	return dialer, transport
+}
+
+func kafkaRoundTrip(t *testing.T, addr string, sec ingest.Security) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dialer, transport := secureTransport(t, sec)
 	transport.ClientID = "usage-rollup-e2e"
-	defer transport.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(addr), Timeout: 10 * time.Second, Transport: transport}
 
 	topic, group := randomName("sec"), randomName("sec")
@@ -202,7 +210,7 @@ func kafkaRoundTrip(t *testing.T, addr string, sec ingest.Security) {
 	if err := gen.CommitOffsets(map[string]map[int]int64{topic: {assigned[0].ID: msg.Offset + 1}}); err != nil {
 		t.Fatalf("commit over %s: %v", sec.Protocol(), err)
 	}
-	if got := committedOffsets(t, client, group, topic, 1)[0]; got != msg.Offset+1 {
+	if got := servicetest.Committed(t, client, group, topic, 1)[0]; got != msg.Offset+1 {
 		t.Fatalf("committed offset %d, want %d", got, msg.Offset+1)
 	}
 }
@@ -221,12 +229,7 @@ func TestKafkaWrongPassword(t *testing.T) {
 			t.Parallel()
 			sec := tc.sec
 			sec.SASLPassword = security.Secret(wrong)
-			dialer, err := sec.Dialer(10 * time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			transport := sec.Transport(dialer)
-			defer transport.CloseIdleConnections()
+			dialer, transport := secureTransport(t, sec)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			_, clientErr := (&kafka.Client{Addr: kafka.TCP(tc.addr), Transport: transport}).Metadata(ctx, &kafka.MetadataRequest{})
@@ -258,15 +261,10 @@ func TestKafkaUntrustedServer(t *testing.T) {
 	s := needSecureServices(t)
 	rogue := testpki.Write(t) // a CA and client certificate no server trusts
 	sec := ingest.Security{TLS: security.TLS{Enabled: true, CAFile: rogue.CA, CertFile: s.cert, KeyFile: s.key}}
-	dialer, err := sec.Dialer(10 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	transport := sec.Transport(dialer)
-	defer transport.CloseIdleConnections()
+	_, transport := secureTransport(t, sec)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err = (&kafka.Client{Addr: kafka.TCP(s.ssl), Transport: transport}).Metadata(ctx, &kafka.MetadataRequest{})
+	_, err := (&kafka.Client{Addr: kafka.TCP(s.ssl), Transport: transport}).Metadata(ctx, &kafka.MetadataRequest{})
 	var unknownCA x509.UnknownAuthorityError
 	if !errors.As(err, &unknownCA) {
 		t.Fatalf("metadata with an untrusted broker certificate: err = %v, want x509.UnknownAuthorityError", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // A kill -9 only tests recovery when the victim holds records it read but
@@ -66,7 +67,7 @@ func (c *consumer) waitUncommitted(kc *kafka.Client, group, topic string, limit 
 	)
 	last := "no scrape yet"
 	for time.Since(start) < limit {
-		committed := committedOffsets(c.t, kc, group, topic, partitions)
+		committed := servicetest.Committed(c.t, kc, group, topic, partitions)
 		cur, err := c.scrape()
 		if err != nil {
 			last = err.Error()
@@ -98,7 +99,7 @@ func (c *consumer) waitUncommitted(kc *kafka.Client, group, topic string, limit 
 		if u.readsAtLeast > covered {
 			_ = c.Cmd.Process.Signal(syscall.SIGSTOP)
 			time.Sleep(freezeSettle)
-			if covered = coveredBy(committedOffsets(c.t, kc, group, topic, partitions), from); u.readsAtLeast > covered {
+			if covered = coveredBy(servicetest.Committed(c.t, kc, group, topic, partitions), from); u.readsAtLeast > covered {
 				return u
 			}
 			_ = c.Cmd.Process.Signal(syscall.SIGCONT)
@@ -116,7 +117,7 @@ func (c *consumer) waitUncommitted(kc *kafka.Client, group, topic string, limit 
 // that is within the session timeout after the kill.
 func killUncommitted(t *testing.T, kc *kafka.Client, group, topic string, c *consumer, u uncommitted) int64 {
 	t.Helper()
-	committed := committedOffsets(t, kc, group, topic, partitions)
+	committed := servicetest.Committed(t, kc, group, topic, partitions)
 	covered := coveredBy(committed, u.from)
 	if u.readsAtLeast <= covered {
 		t.Fatalf("%s's read positions on the partitions of its last generation (counted from %v) sum to at least %d, their commits %v to %d: nothing uncommitted at the kill",

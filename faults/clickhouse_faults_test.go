@@ -191,7 +191,7 @@ func TestF08SlowClickHouseAndRebalance(t *testing.T) {
 	took := waitAssigned(t, b, 1, 90*time.Second)
 	s.res.note(t, "second consumer joined under %s ClickHouse latency; it got partitions after %.1fs", slowLatency, took.Seconds())
 	time.Sleep(pick(4*time.Second, 10*time.Second))
-	stopTook, err := a.term(40 * time.Second)
+	stopTook, err := a.Term(40 * time.Second)
 	if err != nil {
 		s.res.fail(t, "SIGTERM exits 0", err.Error())
 	} else {

@@ -50,7 +50,7 @@ func (s *scenario) compactor(extra ...string) *consumer {
 
 // compactDone waits for a compaction run and requires status 0.
 func (s *scenario) compactDone(c *consumer) error {
-	if _, err := c.waitExit(compactTimeout); err != nil {
+	if _, err := c.WaitExit(compactTimeout); err != nil {
 		c.kill9()
 		return err
 	}

@@ -39,7 +39,7 @@ func TestF10RebalanceStorm(t *testing.T) {
 				for j, c := range extra {
 					if (i+j)%2 == 0 {
 						c.kill9()
-					} else if _, err := c.term(40 * time.Second); err != nil {
+					} else if _, err := c.Term(40 * time.Second); err != nil {
 						t.Error(err)
 					}
 				}

@@ -56,7 +56,7 @@ func TestF01KillRepeatedly(t *testing.T) {
 	b := s.start()
 	failpoints, kills := 0, 0
 	for i := range reps {
-		killed, err := a.waitExit(60 * time.Second)
+		killed, err := a.WaitExit(60 * time.Second)
 		if err != nil || !killed || !strings.Contains(a.out.String(), failpointMsg) {
 			t.Fatalf("%s did not die at the write/commit failpoint (killed %v, err %v)", a.name, killed, err)
 		}
@@ -94,7 +94,7 @@ func TestF02RollingRestart(t *testing.T) {
 	var errs []string
 	for range rounds {
 		for i := range cs {
-			took, err := cs[i].term(40 * time.Second)
+			took, err := cs[i].Term(40 * time.Second)
 			if err != nil {
 				errs = append(errs, err.Error())
 			}

@@ -16,16 +16,14 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
-// consumer is one running consumer process: servicetest's, with the
-// names the suite's cases use.
+// consumer is one running consumer process: servicetest's, plus the test
+// it belongs to. name, out, alive and kill9 are the lowercase spellings the
+// cases use for Process's Name, Out, Done and Kill9.
 type consumer struct {
 	*servicetest.Process
-	t       *testing.T
-	name    string
-	cmd     *exec.Cmd
-	out     *servicetest.SyncBuffer
-	metrics string // host:port of its /metrics
-	done    <-chan struct{}
+	t    *testing.T
+	name string
+	out  *servicetest.SyncBuffer
 }
 
 // startConsumer runs the binary with env plus extra ("K=V", later wins). Its
@@ -41,14 +39,14 @@ func startConsumer(t *testing.T, name string, env []string, extra ...string) *co
 func startCommand(t *testing.T, name string, args, env []string, extra ...string) *consumer {
 	t.Helper()
 	p := servicetest.StartProcess(t, binary, args, name, os.Getenv("FAULTS_LOG_DIR"), append(env, extra...)...)
-	return &consumer{Process: p, t: t, name: name, cmd: p.Cmd, out: p.Out, metrics: p.Metrics, done: p.Done()}
+	return &consumer{Process: p, t: t, name: p.Name, out: p.Out}
 }
 
-func (c *consumer) pid() int { return c.cmd.Process.Pid }
+func (c *consumer) pid() int { return c.Cmd.Process.Pid }
 
 func (c *consumer) alive() bool {
 	select {
-	case <-c.done:
+	case <-c.Done():
 		return false
 	default:
 		return true
@@ -60,16 +58,10 @@ func (c *consumer) kill9() { c.Kill9() }
 
 func (c *consumer) signal(sig syscall.Signal) {
 	c.t.Helper()
-	if err := c.cmd.Process.Signal(sig); err != nil {
+	if err := c.Cmd.Process.Signal(sig); err != nil {
 		c.t.Fatalf("signal %s to %s: %v", sig, c.name, err)
 	}
 }
-
-// term sends SIGTERM and requires a clean exit (status 0) within limit.
-func (c *consumer) term(limit time.Duration) (time.Duration, error) { return c.Term(limit) }
-
-// waitExit waits until the process ended and reports whether SIGKILL ended it.
-func (c *consumer) waitExit(limit time.Duration) (killed bool, err error) { return c.WaitExit(limit) }
 
 // metric returns the sum of every series of name on the process's /metrics,
 // and whether the name was exposed at all.

@@ -536,7 +536,7 @@ func (s *scenario) stopAll(cs ...*consumer) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = c.term(40 * time.Second)
+			_, errs[i] = c.Term(40 * time.Second)
 		}()
 	}
 	wg.Wait()

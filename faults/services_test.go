@@ -51,9 +51,16 @@ func alivePid(pid int) bool { return syscall.Kill(pid, 0) == nil }
 // kafkaPid returns the shared broker's pid.
 func kafkaPid(t *testing.T) int {
 	t.Helper()
-	pid, err := pidFromFile(kafkaPidFile)
+	return servicePid(t, kafkaPidFile, "broker")
+}
+
+// servicePid returns the pid in a service script's pid file, failing the
+// test unless that process (what) is running.
+func servicePid(t *testing.T, file, what string) int {
+	t.Helper()
+	pid, err := pidFromFile(file)
 	if err != nil || !alivePid(pid) {
-		t.Fatalf("no running broker in %s (%v)", kafkaPidFile, err)
+		t.Fatalf("no running %s in %s (%v)", what, file, err)
 	}
 	return pid
 }
@@ -105,11 +112,7 @@ func waitReachable(t *testing.T, addr string, limit time.Duration) time.Duration
 // clickhousePid returns the shared ClickHouse server's pid.
 func clickhousePid(t *testing.T) int {
 	t.Helper()
-	pid, err := pidFromFile(clickhousePidFile)
-	if err != nil || !alivePid(pid) {
-		t.Fatalf("no running ClickHouse server in %s (%v)", clickhousePidFile, err)
-	}
-	return pid
+	return servicePid(t, clickhousePidFile, "ClickHouse server")
 }
 
 // ensureClickHouse restarts the shared server if a case left it dead.

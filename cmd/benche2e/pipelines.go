@@ -175,7 +175,7 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 			return nil, err
 		}
 		sampling.Go(func() {
-			for sleepUntil(sampleCtx, time.Now().Add(time.Second)) == nil {
+			for bench.SleepUntil(sampleCtx, time.Now().Add(time.Second)) == nil {
 				if g, err := bench.Gauges(sampleCtx, addr, memoryGauges...); err == nil {
 					keepMax(g)
 				}
@@ -223,11 +223,7 @@ func (t *topicRun) runRollup(ctx context.Context) (bench.Result, error) {
 		logf("p=%d usage-rollup: every window closed and every partition sealed %s after catch-up", t.partitions,
 			time.Since(begin).Round(time.Second))
 	}
-	if p != nil {
-		if serr := p.Stop(); serr != nil && err == nil {
-			err = fmt.Errorf("consumer exit after SIGTERM: %w (log: %s)", serr, t.logPath(keyRollup))
-		}
-	}
+	err = t.stop(p, err, "consumer", keyRollup)
 	if err != nil {
 		return bench.Result{}, fmt.Errorf("usage-rollup: %w", err)
 	}
@@ -319,16 +315,24 @@ func (t *topicRun) runRaw(ctx context.Context) (bench.Result, error) {
 	m, p, err := t.timed(ctx, group, func() (*bench.Process, error) {
 		return bench.StartProcess(t.logPath(keyRaw), bench.BaseEnv(), self, args...)
 	})
-	if p != nil {
-		if serr := p.Stop(); serr != nil && err == nil {
-			err = fmt.Errorf("raw sink exit after SIGTERM: %w (log: %s)", serr, t.logPath(keyRaw))
-		}
-	}
+	err = t.stop(p, err, "raw sink", keyRaw)
 	if err != nil {
 		return bench.Result{}, fmt.Errorf("raw sink: %w", err)
 	}
 	m.chIdle = idle
 	return t.finish(ctx, bench.PipelineRaw, db, m, s.Windows())
+}
+
+// stop sends SIGTERM to p, when it started, and returns err or, if err is
+// nil, p's failure to exit cleanly, naming who and the log of key.
+func (t *topicRun) stop(p *bench.Process, err error, who, key string) error {
+	if p == nil {
+		return err
+	}
+	if serr := p.Stop(); serr != nil && err == nil {
+		err = fmt.Errorf("%s exit after SIGTERM: %w (log: %s)", who, serr, t.logPath(key))
+	}
+	return err
 }
 
 // idleSample is how long settle samples the ClickHouse server's CPU rate

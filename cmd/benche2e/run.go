@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/bench"
@@ -115,22 +112,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 
-	var table bytes.Buffer
-	if err := bench.WriteTable(&table, results); err != nil {
-		return err
-	}
-	if _, err := stdout.Write(table.Bytes()); err != nil {
-		return err
-	}
-	version, err := ch.Version(ctx)
+	path := filepath.Join(cfg.outDir, "e2e-"+runID+".md")
+	err = publish(ctx, ch, stdout, path, logDir,
+		func(w io.Writer) error { return bench.WriteTable(w, results) },
+		func(chVersion string, table []byte) error {
+			return writeReport(path, cfg, runID, chVersion, gen, &exp, preloads, table, results)
+		})
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(cfg.outDir, "e2e-"+runID+".md")
-	if err := writeReport(path, cfg, runID, version, gen, &exp, preloads, table.Bytes(), results); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nresults: %s (logs in %s)\n", path, logDir)
 	// The Kafka engine's exactness is a finding, not a failure of the
 	// benchmark (it is at-least-once by design, and 18.16's engine has
 	// dropped messages here). usage-rollup must be exact, and so must the raw
@@ -186,70 +176,4 @@ func (t *topicRun) preload(ctx context.Context, gen loadgen.Config, exp *loadgen
 	logf("p=%d: preloaded %d events into %s in %s (%.0f/s)", t.partitions, e.Sent, t.topic,
 		took.Round(time.Millisecond), float64(e.Sent)/took.Seconds())
 	return took, nil
-}
-
-func writeReport(path string, cfg config, runID, chVersion string, gen loadgen.Config, exp *loadgen.Expected,
-	preloads []string, table []byte, results []bench.Result,
-) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# End-to-end benchmark, run %s\n\n", runID)
-	kafka := cfg.kafkaVersion
-	if kafka == "" {
-		kafka = "unknown"
-	}
-	fmt.Fprintf(&b, "- machine: %d CPUs, %s; Kafka %s, ClickHouse %s, %s\n", runtime.NumCPU(), memTotal(), kafka, chVersion, runtime.Version())
-	fmt.Fprintf(&b, "- stream: %d events, seed %d, event time %s .. %s; %d workspaces, %d workspace/model pairs; "+
-		"requests %d, total_tokens %d\n", exp.Sent, gen.Seed, exp.MinEventTime.Format(time.RFC3339),
-		exp.MaxEventTime.Format(time.RFC3339), len(exp.ByWorkspaceModel), len(exp.Rows()), exp.Overall.Requests, exp.Overall.TotalTokens)
-	fmt.Fprintf(&b, "- preload: %s\n", strings.Join(preloads, ", "))
-	fmt.Fprintf(&b, "- settings: consumer env %q (else the service's defaults); kafka_num_consumers %d; raw batch %d rows; "+
-		"query runs %d (median); usage-rollup compacted before measuring (-compact): %t\n\n", cfg.consumerEnv, cfg.engineConsumers, cfg.rawBatch, cfg.queryRuns, cfg.compact)
-	b.Write(table)
-	b.WriteString("\nCPU is per million events; rows/group is rows stored (no FINAL) / distinct (window, dimensions) groups; " +
-		"ratios are usage-rollup's value divided by the other pipeline's.\n")
-	for _, r := range results {
-		fmt.Fprintf(&b, "\n## %s, P=%d\n\nelapsed %s, consumer CPU %.2f s, ClickHouse CPU %.2f s "+
-			"(of which other clients, at the rate measured just before: about %.2f s)\n\n",
-			r.Pipeline, r.Partitions, r.Elapsed.Round(time.Millisecond), r.ConsumerCPU, r.ClickHouseCPU,
-			r.ClickHouseIdle*r.Elapsed.Seconds())
-		if r.HasMemory {
-			fmt.Fprintf(&b, "- memory at catch-up: RSS %.1f MiB, peak RSS %.1f MiB", float64(r.Memory.RSS)/(1<<20), float64(r.Memory.Peak)/(1<<20))
-			for _, name := range memoryGauges {
-				if v, ok := r.Gauges[name]; ok {
-					fmt.Fprintf(&b, "; %s %.0f at catch-up, at most %.0f", name, v, r.MaxGauges[name])
-				}
-			}
-			if r.Gauges != nil {
-				b.WriteString(" (scraped every second)")
-			}
-			b.WriteString("\n")
-		}
-		for _, w := range r.Windows {
-			fmt.Fprintf(&b, "- %s: %d rows, %d groups, requests %d, total_tokens %d, analyst query median %s\n",
-				w.Name, w.Rows, w.Groups, w.Requests, w.TotalTokens, w.Query.Round(time.Microsecond))
-		}
-		for i, p := range r.Problems {
-			if i == 20 {
-				fmt.Fprintf(&b, "- ... %d more differences\n", len(r.Problems)-i)
-				break
-			}
-			fmt.Fprintf(&b, "- DIFFERENCE %s\n", p)
-		}
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
-}
-
-// memTotal reads MemTotal from /proc/meminfo, e.g. "23.4 GiB RAM".
-func memTotal() string {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return "memory unknown"
-	}
-	var kb int64
-	for _, line := range strings.Split(string(b), "\n") {
-		if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
-			return fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20))
-		}
-	}
-	return "memory unknown"
 }

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -61,22 +57,15 @@ func runSteady(ctx context.Context, cfg config, k *bench.Kafka, ch *bench.ClickH
 			results = append(results, r)
 		}
 	}
-	var table bytes.Buffer
-	if err := bench.WriteSteadyTable(&table, results); err != nil {
-		return err
-	}
-	if _, err := stdout.Write(table.Bytes()); err != nil {
-		return err
-	}
-	version, err := ch.Version(ctx)
+	path := filepath.Join(cfg.outDir, "steady-"+runID+".md")
+	err := publish(ctx, ch, stdout, path, logDir,
+		func(w io.Writer) error { return bench.WriteSteadyTable(w, results) },
+		func(chVersion string, table []byte) error {
+			return writeSteadyReport(path, cfg, consumers, runID, chVersion, table, results)
+		})
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(cfg.outDir, "steady-"+runID+".md")
-	if err := writeSteadyReport(path, cfg, consumers, runID, version, table.Bytes(), results); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nresults: %s (logs in %s)\n", path, logDir)
 	for _, r := range results {
 		if r.Missing > 0 {
 			return fmt.Errorf("%s, P=%d: %d markers never became visible in %s; see %s", r.Consumer, r.Partitions, r.Missing, freshnessView, path)
@@ -188,7 +177,7 @@ func (t *topicRun) steadyWindow(ctx context.Context, res bench.SteadyResult, p *
 	g.Go(func() error { return markers.Watch(watchCtx, t.ch, quote(db)+"."+freshnessView) })
 
 	measure := func() error {
-		if err := sleepUntil(gctx, from); err != nil {
+		if err := bench.SleepUntil(gctx, from); err != nil {
 			return err
 		}
 		before, err := t.snapshot(gctx, db, p.Pid(), prod)
@@ -196,7 +185,7 @@ func (t *topicRun) steadyWindow(ctx context.Context, res bench.SteadyResult, p *
 			return err
 		}
 		chCPU := bench.StartCPU(t.cfg.clickhousePID)
-		if err := sleepUntil(gctx, to); err != nil {
+		if err := bench.SleepUntil(gctx, to); err != nil {
 			return err
 		}
 		after, err := t.snapshot(gctx, db, p.Pid(), prod)
@@ -218,7 +207,7 @@ func (t *topicRun) steadyWindow(ctx context.Context, res bench.SteadyResult, p *
 		// The last markers of the window: wait until they are visible.
 		deadline := time.Now().Add(markerWait)
 		for markers.Pending(from, to) > 0 && time.Now().Before(deadline) {
-			if err := sleepUntil(gctx, time.Now().Add(bench.MarkerPoll)); err != nil {
+			if err := bench.SleepUntil(gctx, time.Now().Add(bench.MarkerPoll)); err != nil {
 				return err
 			}
 		}
@@ -277,66 +266,5 @@ func steadyGenerator(cfg config, start time.Time) loadgen.Config {
 	return g
 }
 
-func sleepUntil(ctx context.Context, at time.Time) error {
-	timer := time.NewTimer(time.Until(at))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
-}
-
 // quote backquotes an identifier.
 func quote(name string) string { return "`" + strings.ReplaceAll(name, "`", "``") + "`" }
-
-func writeSteadyReport(path string, cfg config, consumers []steadyConsumer, runID, chVersion string, table []byte, results []bench.SteadyResult) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Steady benchmark, run %s\n\n", runID)
-	kafka := cfg.kafkaVersion
-	if kafka == "" {
-		kafka = "unknown"
-	}
-	fmt.Fprintf(&b, "- machine: %d CPUs, %s; Kafka %s, ClickHouse %s, %s\n", runtime.NumCPU(), memTotal(), kafka, chVersion, runtime.Version())
-	for _, c := range consumers {
-		fmt.Fprintf(&b, "- consumer %q: %s\n", c.label, c.binary)
-	}
-	fmt.Fprintf(&b, "- stream: %.0f generated events/s (clean mix, seed %d, keyed by event id) plus one marker event per %s; "+
-		"warm-up %s, window %s; consumer env %q (else the service's defaults)\n\n",
-		cfg.rate, cfg.seed, markerEvery, cfg.warmup, cfg.duration, cfg.consumerEnv)
-	b.Write(table)
-	b.WriteString("\nINSERTs: blocks the insert probe (a materialized view per table) saw in the window; parts: growth of " +
-		"max(max_block_number) in system.parts; all: every table the consumer writes. fresh: marker send to first " +
-		"query of " + freshnessView + " returning it (polled every 100 ms).\n")
-	for _, r := range results {
-		fmt.Fprintf(&b, "\n## %s, P=%d\n\nwindow %s, %d events; ClickHouse CPU %.2f s (other clients, at the rate measured before: about %.2f s); "+
-			"consumer RSS %.1f MiB (peak %.1f MiB)\n\n", r.Consumer, r.Partitions, r.Window.Round(time.Millisecond), r.Events,
-			r.ClickHouseCPU, r.ClickHouseIdle*r.Window.Seconds(), float64(r.Memory.RSS)/(1<<20), float64(r.Memory.Peak)/(1<<20))
-		tables := make([]string, 0, len(r.Parts))
-		for t := range r.Parts {
-			tables = append(tables, t)
-		}
-		for t := range r.Inserts {
-			if !slices.Contains(tables, t) {
-				tables = append(tables, t)
-			}
-		}
-		slices.Sort(tables)
-		for _, t := range tables {
-			fmt.Fprintf(&b, "- %s: %d INSERTs, %d parts\n", t, r.Inserts[t], r.Parts[t])
-		}
-		if len(r.Latencies) > 0 {
-			fmt.Fprintf(&b, "- freshness: %d markers, min %s, p50 %s, p90 %s, p99 %s, max %s; %d not seen\n", len(r.Latencies),
-				r.Latencies[0].Round(time.Millisecond), bench.Percentile(r.Latencies, 0.5).Round(time.Millisecond),
-				bench.Percentile(r.Latencies, 0.9).Round(time.Millisecond), bench.Percentile(r.Latencies, 0.99).Round(time.Millisecond),
-				r.Latencies[len(r.Latencies)-1].Round(time.Millisecond), r.Missing)
-		}
-		for _, m := range r.Merges {
-			fmt.Fprintf(&b, "- %s after the run: %d INSERTs, highest block number %d, %d active parts; OPTIMIZE FINAL: "+
-				"active parts %d -> %d, highest block number %d -> %d (%s)\n", m.Table, m.Inserts, m.BlocksBefore, m.PartsBefore,
-				m.PartsBefore, m.PartsAfter, m.BlocksBefore, m.BlocksAfter, map[bool]string{true: "unchanged", false: "**moved**"}[m.OK()])
-		}
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
-}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -45,14 +46,8 @@ func TestWriteTableRatios(t *testing.T) {
 				window("1h", 10, 10, 2*time.Millisecond),
 			}},
 	}
-	var b strings.Builder
-	if err := WriteTable(&b, results); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("got %d lines, want header, separator, 2 results, 1 ratio:\n%s", len(lines), b.String())
-	}
+	// header, separator, 2 results, 1 ratio
+	lines := tableLines(t, 5, func(w io.Writer) error { return WriteTable(w, results) })
 	for _, want := range []struct {
 		line  int
 		cells []string
@@ -67,4 +62,19 @@ func TestWriteTableRatios(t *testing.T) {
 			}
 		}
 	}
+}
+
+// tableLines returns the lines of the table write writes, failing the test
+// unless there are n.
+func tableLines(t *testing.T, n int, write func(io.Writer) error) []string {
+	t.Helper()
+	var b strings.Builder
+	if err := write(&b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != n {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), n, b.String())
+	}
+	return lines
 }

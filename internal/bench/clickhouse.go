@@ -92,22 +92,37 @@ func (c *ClickHouse) Version(ctx context.Context) (string, error) {
 
 // strings returns the first column of every row of query.
 func (c *ClickHouse) strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	var out []string
+	err := c.eachRow(ctx, query, args, func(rows driver.Rows) error {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return err
+		}
+		out = append(out, s)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachRow runs query, within statementTimeout, and calls scan on each row it
+// returns.
+func (c *ClickHouse) eachRow(ctx context.Context, query string, args []any, scan func(driver.Rows) error) error {
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
 	rows, err := c.conn.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", firstLine(query), err)
+		return fmt.Errorf("%s: %w", firstLine(query), err)
 	}
 	defer rows.Close()
-	var out []string
 	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
+		if err := scan(rows); err != nil {
+			return fmt.Errorf("scan %s: %w", firstLine(query), err)
 		}
-		out = append(out, s)
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // DropWithPrefix drops the databases whose names start with prefix: what

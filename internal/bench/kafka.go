@@ -42,43 +42,47 @@ func (k *Kafka) DeleteWithPrefix(ctx context.Context, prefix string) (topics, gr
 	if err != nil {
 		return nil, nil, fmt.Errorf("list topics: %w", err)
 	}
-	for _, t := range listed.Names() {
-		if strings.HasPrefix(t, prefix) {
-			topics = append(topics, t)
-		}
-	}
-	if len(topics) > 0 {
-		res, err := k.adm.DeleteTopics(ctx, topics...)
-		if err == nil {
-			err = res.Error()
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("delete topics %v: %w", topics, err)
-		}
+	topics = withPrefix(listed.Names(), prefix)
+	if err := deleteAll(ctx, topics, k.adm.DeleteTopics); err != nil {
+		return nil, nil, fmt.Errorf("delete topics %v: %w", topics, err)
 	}
 	gs, err := k.adm.ListGroups(ctx)
 	if err != nil {
 		return topics, nil, fmt.Errorf("list groups: %w", err)
 	}
-	for _, g := range gs.Groups() {
-		if strings.HasPrefix(g, prefix) {
-			groups = append(groups, g)
-		}
-	}
-	if len(groups) > 0 {
-		res, err := k.adm.DeleteGroups(ctx, groups...)
-		if err == nil {
-			err = res.Error()
-		}
-		if err != nil {
-			// A group whose member has not left yet (a killed run's Kafka
-			// table that was just dropped) refuses deletion. Its name is
-			// never reused, so it only clutters the group list: the next
-			// run deletes it.
-			return topics, groups, fmt.Errorf("%w: delete groups %v: %w", ErrGroupsLeft, groups, err)
-		}
+	groups = withPrefix(gs.Groups(), prefix)
+	if err := deleteAll(ctx, groups, k.adm.DeleteGroups); err != nil {
+		// A group whose member has not left yet (a killed run's Kafka
+		// table that was just dropped) refuses deletion. Its name is
+		// never reused, so it only clutters the group list: the next
+		// run deletes it.
+		return topics, groups, fmt.Errorf("%w: delete groups %v: %w", ErrGroupsLeft, groups, err)
 	}
 	return topics, groups, nil
+}
+
+// withPrefix returns the names that start with prefix.
+func withPrefix(names []string, prefix string) []string {
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// deleteAll deletes names (topics or groups) with del, an admin call whose
+// responses carry the first per-name error; no names, no call.
+func deleteAll[R interface{ Error() error }](ctx context.Context, names []string, del func(context.Context, ...string) (R, error)) error {
+	if len(names) == 0 {
+		return nil
+	}
+	res, err := del(ctx, names...)
+	if err == nil {
+		err = res.Error()
+	}
+	return err
 }
 
 // ErrGroupsLeft reports that DeleteWithPrefix deleted the topics but not

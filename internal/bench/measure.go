@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 )
 
@@ -96,23 +97,20 @@ func timeAnalyst(ctx context.Context, ch *ClickHouse, query string, runs int) (t
 }
 
 func (c *ClickHouse) analyst(ctx context.Context, query string) (map[[2]string]Totals, error) {
-	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
-	defer cancel()
-	rows, err := c.conn.Query(ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", firstLine(query), err)
-	}
-	defer rows.Close()
 	out := map[[2]string]Totals{}
-	for rows.Next() {
+	err := c.eachRow(ctx, query, nil, func(rows driver.Rows) error {
 		var ws, model string
 		var t Totals
 		if err := rows.Scan(&ws, &model, &t.Requests, &t.InputTokens, &t.OutputTokens, &t.TotalTokens); err != nil {
-			return nil, fmt.Errorf("scan %s: %w", firstLine(query), err)
+			return err
 		}
 		out[[2]string{ws, model}] = t
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // compareAnalyst lists the (workspace, model) rows that differ from exp.

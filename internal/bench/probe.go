@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // probeTable is the Memory table the insert probe's views write to. Memory,
@@ -54,25 +56,22 @@ func (c *ClickHouse) Counters(ctx context.Context, db string) (inserts, blocks m
 	query := "SELECT table, blocks, inserts FROM " +
 		"(SELECT table, toUInt64(max(max_block_number)) AS blocks FROM system.parts WHERE database = ? GROUP BY table) " +
 		"ANY LEFT JOIN (SELECT tbl AS table, count() AS inserts FROM " + quote(db) + "." + probeTable + " GROUP BY tbl) USING table"
-	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
-	defer cancel()
-	rows, err := c.conn.Query(ctx, query, db)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", firstLine(query), err)
-	}
-	defer rows.Close()
 	inserts, blocks = map[string]uint64{}, map[string]uint64{}
-	for rows.Next() {
+	err = c.eachRow(ctx, query, []any{db}, func(rows driver.Rows) error {
 		var (
 			t    string
 			b, i uint64
 		)
 		if err := rows.Scan(&t, &b, &i); err != nil {
-			return nil, nil, fmt.Errorf("scan %s: %w", firstLine(query), err)
+			return err
 		}
 		blocks[t], inserts[t] = b, i
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	return inserts, blocks, rows.Err()
+	return inserts, blocks, nil
 }
 
 // ActiveParts returns the number of active parts per table of db.
@@ -82,25 +81,22 @@ func (c *ClickHouse) ActiveParts(ctx context.Context, db string) (map[string]uin
 
 // countsByTable runs a query returning (table, UInt64) rows.
 func (c *ClickHouse) countsByTable(ctx context.Context, query string, args ...any) (map[string]uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
-	defer cancel()
-	rows, err := c.conn.Query(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", firstLine(query), err)
-	}
-	defer rows.Close()
 	out := map[string]uint64{}
-	for rows.Next() {
+	err := c.eachRow(ctx, query, args, func(rows driver.Rows) error {
 		var (
 			t string
 			n uint64
 		)
 		if err := rows.Scan(&t, &n); err != nil {
-			return nil, fmt.Errorf("scan %s: %w", firstLine(query), err)
+			return err
 		}
 		out[t] = n
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // MergeCheck is what VerifyMergesKeepBlockNumbers saw on one table.

@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"io"
-	"strings"
 	"time"
 )
 
@@ -75,16 +74,10 @@ var header = []string{"pipeline", "P", "events/s", "CPU s/1M consumer", "CPU s/1
 // partition count, then, per partition count, usage-rollup's ratio to each
 // other pipeline (for events/s higher is better, for the rest lower).
 func WriteTable(w io.Writer, results []Result) error {
-	var b strings.Builder
-	b.WriteString("| " + strings.Join(header, " | ") + " |\n|")
-	for range header {
-		b.WriteString("---|")
-	}
-	b.WriteByte('\n')
-	row := func(cells ...string) { b.WriteString("| " + strings.Join(cells, " | ") + " |\n") }
+	t := newMarkdownTable(header)
 	for i := range results {
 		r := &results[i]
-		row(r.cells()...)
+		t.row(r.cells()...)
 		last := i == len(results)-1 || results[i+1].Partitions != r.Partitions
 		if !last {
 			continue
@@ -95,12 +88,11 @@ func WriteTable(w io.Writer, results []Result) error {
 		}
 		for _, other := range []string{PipelineEngine, PipelineRaw} {
 			if o := find(results, other, r.Partitions); o != nil {
-				row(ratioCells(base, o)...)
+				t.row(ratioCells(base, o)...)
 			}
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return t.writeTo(w)
 }
 
 func find(results []Result, pipeline string, partitions int) *Result {

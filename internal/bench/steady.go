@@ -10,6 +10,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/usage-rollup/usage-rollup/internal/backoff"
 	"github.com/usage-rollup/usage-rollup/internal/loadgen"
 )
 
@@ -104,7 +105,7 @@ func (s *Steady) Run(ctx context.Context, until time.Time) error {
 			return errStopProducing
 		}
 		for !nextMarker.After(due) {
-			if err := sleepUntil(ctx, nextMarker); err != nil {
+			if err := SleepUntil(ctx, nextMarker); err != nil {
 				return err
 			}
 			if err := marker(); err != nil {
@@ -117,7 +118,7 @@ func (s *Steady) Run(ctx context.Context, until time.Time) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			if err := sleepUntil(ctx, due); err != nil {
+			if err := SleepUntil(ctx, due); err != nil {
 				return err
 			}
 		}
@@ -155,17 +156,11 @@ func markerEvent(key string, at time.Time) []byte {
 	return b
 }
 
-func sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
-	if d <= 0 {
+// SleepUntil waits until t, or returns ctx's error if ctx ends first; a t
+// already past returns at once.
+func SleepUntil(ctx context.Context, t time.Time) error {
+	if d := time.Until(t); d <= 0 || !backoff.Sleep(ctx, d) {
 		return ctx.Err()
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
+	return nil
 }

@@ -1,8 +1,8 @@
 package bench
 
 import (
+	"io"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -62,15 +62,9 @@ func TestWriteSteadyTableRatios(t *testing.T) {
 			Parts:     map[string]uint64{"usage_rollup_1m": parts, "usage_chunks": parts},
 			Latencies: []time.Duration{p50}, ConsumerCPU: 1, ClickHouseCPU: 2, HasClickHouse: true, Memory: Memory{RSS: 64 << 20}}
 	}
-	var b strings.Builder
-	err := WriteSteadyTable(&b, []SteadyResult{result("old", 320, 320, 6*time.Second), result("new", 20, 20, 5*time.Second)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	if len(lines) != 5 {
-		t.Fatalf("got %d lines, want header, separator, 2 results, 1 ratio:\n%s", len(lines), b.String())
-	}
+	results := []SteadyResult{result("old", 320, 320, 6*time.Second), result("new", 20, 20, 5*time.Second)}
+	// header, separator, 2 results, 1 ratio
+	lines := tableLines(t, 5, func(w io.Writer) error { return WriteSteadyTable(w, results) })
 	for _, want := range []struct {
 		line int
 		cell string

@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 	"io"
-	"strings"
 	"time"
 )
 
@@ -77,12 +76,7 @@ var steadyHeader = []string{"consumer", "P", "events/s",
 // consumer and partition count and, per partition count with two consumers,
 // the last one's values divided by the first one's.
 func WriteSteadyTable(w io.Writer, results []SteadyResult) error {
-	var b strings.Builder
-	b.WriteString("| " + strings.Join(steadyHeader, " | ") + " |\n|")
-	for range steadyHeader {
-		b.WriteString("---|")
-	}
-	b.WriteByte('\n')
+	t := newMarkdownTable(steadyHeader)
 	formats := []string{"%.1f", "%.2f", "%.2f", "%.2f", "%.2f", "%.2f", "%.2f", "%.2f", "%.2f", "%.2f", "%.2f", "%.3f", "%.3f", "%.0f"}
 	for i := range results {
 		r := &results[i]
@@ -94,7 +88,7 @@ func WriteSteadyTable(w io.Writer, results []SteadyResult) error {
 			cells[len(cells)-2] = "—"
 		}
 		cells = append(cells, fmt.Sprintf("%d/%d", len(r.Latencies), len(r.Latencies)+r.Missing))
-		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		t.row(cells...)
 		if i == 0 || results[i-1].Partitions != r.Partitions {
 			continue
 		}
@@ -112,8 +106,7 @@ func WriteSteadyTable(w io.Writer, results []SteadyResult) error {
 			cells[len(cells)-2] = "—"
 		}
 		cells = append(cells, "")
-		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
+		t.row(cells...)
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return t.writeTo(w)
 }

@@ -100,7 +100,7 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	if got := committed(t, client, topic, partitions); anyAbove(got, 0) {
+	if got := servicetest.Committed(t, client, topic, topic, partitions); anyAbove(got, 0) {
 		t.Fatalf("offsets committed while nothing was written: %v", got)
 	}
 	table.Down.Store(false)
@@ -131,7 +131,7 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 	if took := time.Since(start); took > cfg.ShutdownTimeout {
 		t.Errorf("shutdown took %s, over SHUTDOWN_TIMEOUT %s", took, cfg.ShutdownTimeout)
 	}
-	got := committed(t, client, topic, partitions)
+	got := servicetest.Committed(t, client, topic, topic, partitions)
 	for p, end := range ends {
 		if got[p] != end {
 			t.Errorf("partition %d committed %d after shutdown, want %d", p, got[p], end)
@@ -154,23 +154,6 @@ func TestOutageIsRetriedAndShutdownFlushes(t *testing.T) {
 	if int(rejected) != want.Malformed {
 		t.Errorf("rejected metrics sum to %v, want %d", rejected, want.Malformed)
 	}
-}
-
-func committed(t *testing.T, c *kafka.Client, topic string, partitions int) map[int]int64 {
-	t.Helper()
-	ps := make([]int, partitions)
-	for i := range ps {
-		ps[i] = i
-	}
-	res, err := c.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: topic, Topics: map[string][]int{topic: ps}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		out[p.Partition] = p.CommittedOffset
-	}
-	return out
 }
 
 func anyAbove(m map[int]int64, v int64) bool {

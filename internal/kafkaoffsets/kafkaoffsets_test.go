@@ -1,7 +1,6 @@
 package kafkaoffsets
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -24,22 +23,7 @@ func TestListAgainstTheBroker(t *testing.T) {
 	t.Cleanup(transport.CloseIdleConnections)
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second, Transport: transport}
 	topic := fmt.Sprintf("kafkaoffsets-%d", time.Now().UnixNano())
-	res, err := client.CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: topic, NumPartitions: 2, ReplicationFactor: 1,
-	}}})
-	if err == nil {
-		err = res.Errors[topic]
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}}); err != nil {
-			t.Logf("delete topic %s: %v", topic, err)
-		}
-	})
+	servicetest.CreateTopic(t, client, topic, 2)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),

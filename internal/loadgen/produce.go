@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/usage-rollup/usage-rollup/internal/backoff"
 )
 
 // produceBatch is how many messages one synchronous WriteMessages call carries
@@ -117,15 +119,12 @@ func sendOffset(n int, rate float64) time.Duration {
 	return time.Duration(math.Ceil(float64(n) * float64(time.Second) / rate))
 }
 
+// sleep waits for d, or returns ctx's error if ctx ends first.
 func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
+	if !backoff.Sleep(ctx, d) {
 		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
+	return nil
 }
 
 // EnsureTopic creates topic with the given number of partitions (replication

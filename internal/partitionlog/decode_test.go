@@ -49,11 +49,11 @@ func TestDecode(t *testing.T) {
 			part: partition{
 				aborted: []fetch.ResponseTransaction{{ProducerID: p1, FirstOffset: 0}},
 				batches: []batch{
-					{base: 0, pid: p1, transactional: true, records: data(0, 3)},
-					{base: 3, records: data(3, 2)},
-					{base: 5, pid: p2, transactional: true, records: data(5, 2)},
-					{base: 7, pid: p1, marker: &abortMarker},
-					{base: 8, pid: p2, marker: &commitMarker},
+					txn(p1, 0, 3),
+					plain(3, 2),
+					txn(p2, 5, 2),
+					abortAt(p1, 7),
+					commitAt(p2, 8),
 					{base: 9, pid: 77, records: data(9, 1)}, // idempotent, not transactional
 				},
 			},
@@ -64,10 +64,10 @@ func TestDecode(t *testing.T) {
 			part: partition{
 				aborted: []fetch.ResponseTransaction{{ProducerID: p1, FirstOffset: 0}},
 				batches: []batch{
-					{base: 0, pid: p1, transactional: true, records: data(0, 2)},
-					{base: 2, pid: p1, marker: &abortMarker},
-					{base: 3, pid: p1, transactional: true, records: data(3, 2)},
-					{base: 5, pid: p1, marker: &commitMarker},
+					txn(p1, 0, 2),
+					abortAt(p1, 2),
+					txn(p1, 3, 2),
+					commitAt(p1, 5),
 				},
 			},
 			want: []int64{3, 4}, next: 6, aborted: 2, control: 2,
@@ -77,10 +77,10 @@ func TestDecode(t *testing.T) {
 			part: partition{
 				aborted: []fetch.ResponseTransaction{{ProducerID: p1, FirstOffset: 3}},
 				batches: []batch{
-					{base: 0, pid: p1, transactional: true, records: data(0, 2)},
-					{base: 2, pid: p1, marker: &commitMarker},
-					{base: 3, pid: p1, transactional: true, records: data(3, 2)},
-					{base: 5, pid: p1, marker: &abortMarker},
+					txn(p1, 0, 2),
+					commitAt(p1, 2),
+					txn(p1, 3, 2),
+					abortAt(p1, 5),
 				},
 			},
 			want: []int64{0, 1}, next: 6, aborted: 2, control: 2,
@@ -91,8 +91,8 @@ func TestDecode(t *testing.T) {
 				aborted: []fetch.ResponseTransaction{{ProducerID: p1, FirstOffset: 0}},
 				batches: []batch{
 					{base: 0, pid: p1, transactional: true, gzip: true, records: data(0, 5)},
-					{base: 5, pid: p1, marker: &abortMarker},
-					{base: 6, records: data(6, 1)},
+					abortAt(p1, 5),
+					plain(6, 1),
 				},
 			},
 			offset: 2,
@@ -102,7 +102,7 @@ func TestDecode(t *testing.T) {
 			name: "records of a compressed batch before the fetch offset are dropped",
 			part: partition{batches: []batch{
 				{base: 0, gzip: true, records: data(0, 10)},
-				{base: 10, records: data(10, 2)},
+				plain(10, 2),
 			}},
 			offset: 4,
 			want:   []int64{4, 5, 6, 7, 8, 9, 10, 11}, next: 12,
@@ -121,7 +121,7 @@ func TestDecode(t *testing.T) {
 		{
 			name: "first record after the fetch offset",
 			part: partition{batches: []batch{
-				{base: 8, records: data(8, 2)},
+				plain(8, 2),
 			}},
 			offset: 5,
 			want:   []int64{8, 9},
@@ -133,9 +133,9 @@ func TestDecode(t *testing.T) {
 			part: partition{
 				aborted: []fetch.ResponseTransaction{{ProducerID: p1, FirstOffset: 4}},
 				batches: []batch{
-					{base: 4, pid: p1, transactional: true, records: data(4, 2)},
-					{base: 6, pid: p1, marker: &abortMarker},
-					{base: 9, records: data(9, 1)},
+					txn(p1, 4, 2),
+					abortAt(p1, 6),
+					plain(9, 1),
 				},
 			},
 			offset: 4,
@@ -147,7 +147,7 @@ func TestDecode(t *testing.T) {
 			name: "an empty compacted batch is stepped over when a batch follows",
 			part: partition{batches: []batch{
 				{base: 5, lastDelta: delta(3)},
-				{base: 9, records: data(9, 1)},
+				plain(9, 1),
 			}},
 			offset: 5,
 			want:   []int64{9},
@@ -181,7 +181,7 @@ func TestDecode(t *testing.T) {
 		{
 			name: "only markers",
 			part: partition{batches: []batch{
-				{base: 3, pid: p1, marker: &commitMarker},
+				commitAt(p1, 3),
 			}},
 			offset: 3,
 			next:   4, control: 1,

@@ -46,26 +46,7 @@ func newTestBroker(t *testing.T) *testBroker {
 func (b *testBroker) topic(t *testing.T, partitions int, configs ...string) string {
 	t.Helper()
 	name := fmt.Sprintf("partitionlog-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())
-	var entries []kafka.ConfigEntry
-	for i := 0; i+1 < len(configs); i += 2 {
-		entries = append(entries, kafka.ConfigEntry{ConfigName: configs[i], ConfigValue: configs[i+1]})
-	}
-	res, err := b.client.CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: name, NumPartitions: partitions, ReplicationFactor: 1, ConfigEntries: entries,
-	}}})
-	if err == nil {
-		err = res.Errors[name]
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := b.client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{name}}); err != nil {
-			t.Logf("delete topic %s: %v", name, err)
-		}
-	})
+	servicetest.CreateTopic(t, b.client, name, partitions, configs...)
 	return name
 }
 

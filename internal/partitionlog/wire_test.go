@@ -54,6 +54,20 @@ var (
 )
 
 // data returns records with consecutive deltas from 0 and values "v<offset>".
+// plain is a batch of n records from base, written without a producer id.
+func plain(base int64, n int) batch { return batch{base: base, records: data(base, n)} }
+
+// txn is a transactional batch of producer pid: n records from base.
+func txn(pid, base int64, n int) batch {
+	return batch{base: base, pid: pid, transactional: true, records: data(base, n)}
+}
+
+// abortAt and commitAt are producer pid's control batches at offset base,
+// ending its transaction.
+func abortAt(pid, base int64) batch { return batch{base: base, pid: pid, marker: &abortMarker} }
+
+func commitAt(pid, base int64) batch { return batch{base: base, pid: pid, marker: &commitMarker} }
+
 func data(base int64, n int) []rec {
 	rs := make([]rec, n)
 	for i := range rs {

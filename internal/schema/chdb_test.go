@@ -1,10 +1,6 @@
 package schema
 
 import (
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
@@ -19,13 +15,9 @@ const chdbScript = "../../scripts/chdb_check.py"
 // views sum exactly. The other tests here cover the 18.16 rendering against a
 // real server; this covers the other branch without running a second server.
 func TestMigrationsOnModernClickHouse(t *testing.T) {
-	version := servicetest.NeedChDB(t)
 	const database = "usage_chdb"
 	windows := []aggregate.Window{w1m, w1h}
-	migrations, err := RenderMigrations(version, database, windows)
-	if err != nil {
-		t.Fatal(err)
-	}
+	version, migrations := chdbMigrations(t, database, windows)
 	dimension, err := DimensionType(version)
 	if err != nil {
 		t.Fatal(err)
@@ -42,17 +34,17 @@ func TestMigrationsOnModernClickHouse(t *testing.T) {
 	for _, w := range windows {
 		manifest.Windows = append(manifest.Windows, w.Name)
 	}
-	dir := t.TempDir()
-	data, err := json.Marshal(manifest)
+	t.Logf("%s", servicetest.RunScript(t, chdbScript, "migrations.json", manifest, "run"))
+}
+
+// chdbMigrations returns the version of the ClickHouse embedded in chDB and
+// the migrations rendered for it, creating database with windows.
+func chdbMigrations(t *testing.T, database string, windows []aggregate.Window) (string, []Migration) {
+	t.Helper()
+	version := servicetest.NeedChDB(t)
+	migrations, err := RenderMigrations(version, database, windows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "migrations.json"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.CommandContext(t.Context(), "python3", chdbScript, "run", dir).CombinedOutput()
-	t.Logf("%s", out)
-	if err != nil {
-		t.Fatalf("%s run: %v", chdbScript, err)
-	}
+	return version, migrations
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 const (
@@ -103,7 +105,7 @@ func TestEnsureLayoutCutsPossible(t *testing.T) {
 	if inputs != layout.SegmentInputs || version != layoutVersion {
 		t.Errorf("recorded segment_inputs %q, layout_version %d; want %q, %d", inputs, version, layout.SegmentInputs, layoutVersion)
 	}
-	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_settings"); got != 1 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_settings"); got != 1 {
 		t.Errorf("usage_settings has %d rows, want 1 (a mismatch records nothing)", got)
 	}
 }
@@ -129,7 +131,7 @@ func TestEnsureLayoutCutsImpossible(t *testing.T) {
 				`already written would be keyed under other segments when re-read, and counted twice; ` +
 				`set MAX_GROUPS_PER_PARTITION >= 3000 or list fewer ROLLUP_WINDOWS` + reroll}},
 	})
-	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_settings"); got != 1 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_settings"); got != 1 {
 		t.Errorf("usage_settings has %d rows, want 1 (allowed changes and mismatches record nothing)", got)
 	}
 }
@@ -152,7 +154,7 @@ func TestEnsureLayoutLegacyRow(t *testing.T) {
 		{"chunk size", NewLayout(10_000, 200_000, []string{"1m", "1h"}, skew, msgBytes), []string{
 			"CHUNK_SIZE changed from 50000 to 10000", "restore CHUNK_SIZE=50000" + reroll}},
 	})
-	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_settings"); got != 1 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_settings"); got != 1 {
 		t.Errorf("usage_settings has %d rows, want the legacy row only", got)
 	}
 }
@@ -163,7 +165,7 @@ func TestEnsureLayoutNeedsNewLayout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "build it with schema.NewLayout") {
 		t.Errorf("EnsureLayout of a Layout literal = %v, want an error asking for NewLayout", err)
 	}
-	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_settings"); got != 0 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_settings"); got != 0 {
 		t.Errorf("usage_settings has %d rows, want none", got)
 	}
 }

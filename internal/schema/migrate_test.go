@@ -11,6 +11,7 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 	"github.com/usage-rollup/usage-rollup/internal/chconn"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 // objectsPerWindow are usage_rollup_<w>, usage_<w> and usage_cost_<w>; the
@@ -26,7 +27,7 @@ const (
 
 func countTables(t *testing.T, s *Schema) uint64 {
 	t.Helper()
-	return queryUint(t, s, "SELECT count() FROM system.tables WHERE database = ?", s.conn.Database())
+	return servicetest.QueryUint(t, s.conn, "SELECT count() FROM system.tables WHERE database = ?", s.conn.Database())
 }
 
 func TestMigrateConcurrentOnFreshDatabase(t *testing.T) {
@@ -56,14 +57,14 @@ func TestMigrateConcurrentOnFreshDatabase(t *testing.T) {
 	if got, want := countTables(t, s), uint64(fixedObjects+objectsPerWindow*len(windows)); got != want {
 		t.Errorf("tables and views = %d, want %d", got, want)
 	}
-	if got := queryUint(t, s, "SELECT uniqExact(name) FROM "+s.database+".schema_migrations"); got != uint64(len(s.migrations)) {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT uniqExact(name) FROM "+s.database+".schema_migrations"); got != uint64(len(s.migrations)) {
 		t.Errorf("distinct recorded migrations = %d, want %d", got, len(s.migrations))
 	}
 }
 
 func TestMigrateIdempotent(t *testing.T) {
 	s := newTestSchema(t)
-	recorded := queryUint(t, s, "SELECT count() FROM "+s.database+".schema_migrations")
+	recorded := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".schema_migrations")
 
 	// Migrate from four goroutines at once on a migrated database, then again.
 	var (
@@ -82,7 +83,7 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatalf("Migrate again: %v", err)
 	}
-	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".schema_migrations"); got != recorded {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".schema_migrations"); got != recorded {
 		t.Errorf("schema_migrations grew from %d to %d rows on re-running applied migrations", recorded, got)
 	}
 }
@@ -97,7 +98,7 @@ func TestMigrateForgottenRecordIsHarmless(t *testing.T) {
 	if err := s.Migrate(t.Context()); err != nil {
 		t.Fatalf("Migrate after losing schema_migrations: %v", err)
 	}
-	if got := queryUint(t, s, "SELECT uniqExact(name) FROM "+s.database+".schema_migrations"); got != uint64(len(s.migrations)) {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT uniqExact(name) FROM "+s.database+".schema_migrations"); got != uint64(len(s.migrations)) {
 		t.Errorf("distinct recorded migrations = %d, want %d", got, len(s.migrations))
 	}
 }
@@ -109,7 +110,7 @@ func TestMigrateAddsWindow(t *testing.T) {
 	if got, want := countTables(t, s), uint64(fixedObjects+objectsPerWindow*3); got != want {
 		t.Errorf("tables and views = %d, want %d", got, want)
 	}
-	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".schema_migrations WHERE name = '0005_usage_rollup@5m'"); got != 1 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".schema_migrations WHERE name = '0005_usage_rollup@5m'"); got != 1 {
 		t.Errorf("0005_usage_rollup@5m recorded %d times, want 1", got)
 	}
 }

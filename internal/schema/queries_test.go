@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -176,12 +175,8 @@ func formatValue(v any, dbType string) string {
 // runOnChDB renders the migrations for chDB's ClickHouse and has
 // scripts/chdb_queries.py run the scenario there.
 func runOnChDB(t *testing.T, setup []string, cases []sqlCase) map[string]caseResult {
-	version := servicetest.NeedChDB(t)
 	const database = "usage_chdb_queries"
-	migrations, err := RenderMigrations(version, database, []aggregate.Window{w1m, w1h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, migrations := chdbMigrations(t, database, []aggregate.Window{w1m, w1h})
 	type scriptCase struct {
 		Name  string   `json:"name"`
 		Query string   `json:"query"`
@@ -197,21 +192,7 @@ func runOnChDB(t *testing.T, setup []string, cases []sqlCase) map[string]caseRes
 	for _, c := range cases {
 		scenario.Cases = append(scenario.Cases, scriptCase{Name: c.name, Query: c.sql(t), Args: c.args, Setup: c.setup})
 	}
-	dir := t.TempDir()
-	data, err := json.Marshal(scenario)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "scenario.json"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.CommandContext(t.Context(), "python3", chdbQueriesScript, dir)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s on ClickHouse %s: %v\n%s", chdbQueriesScript, version, err, stderr.String())
-	}
+	stdout := servicetest.RunScript(t, chdbQueriesScript, "scenario.json", scenario)
 	var report struct {
 		Version string       `json:"version"`
 		Results []caseResult `json:"results"`

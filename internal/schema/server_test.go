@@ -50,13 +50,3 @@ func newTestSchema(t *testing.T) *Schema {
 	t.Helper()
 	return openSchema(t, testConfig(t), w1m, w1h)
 }
-
-// queryUint runs a query returning one UInt64 (sum, count) in the schema's database.
-func queryUint(t *testing.T, s *Schema, query string, args ...any) uint64 {
-	t.Helper()
-	var v uint64
-	if err := s.conn.QueryRow(t.Context(), query, args...).Scan(&v); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return v
-}

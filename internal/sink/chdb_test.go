@@ -1,10 +1,6 @@
 package sink
 
 import (
-	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -60,17 +56,5 @@ func TestMonthSplitOnModernClickHouse(t *testing.T) {
 		Rollup     [][]int64          `json:"rollup"`
 		Rejected   [][]int64          `json:"rejected"`
 	}{database, w1m.Name, maxMonthsPerInsert, chconn.TooManyPartitions, migrations, inserts, inserts}
-	dir := t.TempDir()
-	data, err := json.Marshal(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "split.json"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.CommandContext(t.Context(), "python3", "testdata/chdb_partitions.py", dir).CombinedOutput()
-	t.Logf("%s", out)
-	if err != nil {
-		t.Fatalf("testdata/chdb_partitions.py: %v", err)
-	}
+	t.Logf("%s", servicetest.RunScript(t, "testdata/chdb_partitions.py", "split.json", manifest))
 }

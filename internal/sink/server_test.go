@@ -51,16 +51,6 @@ func execSQL(t *testing.T, s *Sink, stmt string) {
 	}
 }
 
-// queryUint runs a query returning one UInt64 (sum, count) in the sink's database.
-func queryUint(t *testing.T, s *Sink, query string, args ...any) uint64 {
-	t.Helper()
-	var v uint64
-	if err := s.conn.QueryRow(t.Context(), query, args...).Scan(&v); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return v
-}
-
 func write(t *testing.T, s *Sink, b *aggregate.Batch) {
 	t.Helper()
 	if err := s.Write(t.Context(), b); err != nil {

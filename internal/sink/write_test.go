@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 const testTopic = "usage-events"
@@ -142,16 +143,16 @@ func TestRejectedOnePerOffset(t *testing.T) {
 	write(t, s, longer)
 
 	view := s.database + ".usage_rejected"
-	if got := queryUint(t, s, "SELECT count() FROM "+view); got != 3 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+view); got != 3 {
 		t.Errorf("usage_rejected has %d rows, want one per rejected offset (3)", got)
 	}
-	if got := queryUint(t, s, "SELECT count() FROM "+view+" WHERE `offset` = 7"); got != 1 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+view+" WHERE `offset` = 7"); got != 1 {
 		t.Errorf("offset 7 appears %d times, want 1", got)
 	}
-	if got := queryUint(t, s, "SELECT max(length(payload)) FROM "+view); got != aggregate.MaxRejectedPayload {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT max(length(payload)) FROM "+view); got != aggregate.MaxRejectedPayload {
 		t.Errorf("longest payload = %d bytes, want %d", got, aggregate.MaxRejectedPayload)
 	}
-	if got := queryUint(t, s, "SELECT sum(size) FROM "+view+" WHERE reason = 'invalid_json' AND toYYYYMM(record_time) = 202405"); got != 30_000_000 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT sum(size) FROM "+view+" WHERE reason = 'invalid_json' AND toYYYYMM(record_time) = 202405"); got != 30_000_000 {
 		t.Errorf("sum(size) = %d, want 30000000", got)
 	}
 }
@@ -178,7 +179,7 @@ func TestChunkProgress(t *testing.T) {
 		t.Errorf("progress = [%d, %d] accepted %d rejected %d duplicates %d max_event_time %s; want [2000, 2030] 30 0 1 %s",
 			first, last, accepted, rejected, duplicates, maxEventTime, time.Unix(t0, 0).UTC())
 	}
-	if got := queryUint(t, s, "SELECT count() FROM "+s.database+".usage_chunk_progress"); got != 1 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_chunk_progress"); got != 1 {
 		t.Errorf("usage_chunk_progress has %d rows, want 1", got)
 	}
 }
@@ -189,7 +190,7 @@ func TestWriteProgressOnlyBatch(t *testing.T) {
 	b := rollup(0, 0, 9)
 	b.Progress.Duplicates = 10
 	write(t, s, b)
-	if got := queryUint(t, s, "SELECT sum(duplicates) FROM "+s.database+".usage_chunk_progress"); got != 10 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT sum(duplicates) FROM "+s.database+".usage_chunk_progress"); got != 10 {
 		t.Errorf("duplicates = %d, want 10", got)
 	}
 }
@@ -242,14 +243,14 @@ func TestFinalityKeepsTheFurthestAdvance(t *testing.T) {
 		}
 	}
 	q := "SELECT toUInt64(toUnixTimestamp(closed_through)) FROM " + s.database + ".usage_progress WHERE topic = '" + testTopic + "' AND `partition` = 0"
-	if got := queryUint(t, s, q); got != uint64(ms("10:05")/1000) {
+	if got := servicetest.QueryUint(t, s.conn, q); got != uint64(ms("10:05")/1000) {
 		t.Errorf("partition 0 closed_through = %d, want 10:05", got)
 	}
 	q = "SELECT toUInt64(toUnixTimestamp(closed_through)) FROM " + s.database + ".usage_progress_topic WHERE topic = '" + testTopic + "'"
-	if got := queryUint(t, s, q); got != uint64(ms("10:03")/1000) {
+	if got := servicetest.QueryUint(t, s.conn, q); got != uint64(ms("10:03")/1000) {
 		t.Errorf("topic closed_through = %d, want the slowest partition's 10:03", got)
 	}
-	if got := queryUint(t, s, "SELECT partitions FROM "+s.database+".usage_progress_topic"); got != 2 {
+	if got := servicetest.QueryUint(t, s.conn, "SELECT partitions FROM "+s.database+".usage_progress_topic"); got != 2 {
 		t.Errorf("partitions = %d, want 2", got)
 	}
 }
@@ -277,7 +278,7 @@ func TestWriteStampsTheInjectedClock(t *testing.T) {
 	}
 	for table, col := range stamps {
 		q := "SELECT toUInt64(min(toUnixTimestamp(" + col + "))) FROM " + s.database + "." + table
-		if got := queryUint(t, s, q); got != uint64(at.Unix()) {
+		if got := servicetest.QueryUint(t, s.conn, q); got != uint64(at.Unix()) {
 			t.Errorf("%s.%s = %s, want the pinned %s", table, col, time.Unix(int64(got), 0).UTC(), at)
 		}
 	}

@@ -81,10 +81,7 @@ func TestStaticBuild(t *testing.T) {
 			t.Errorf("build setting %s=%q, want %q", k, settings[k], want)
 		}
 	}
-	raw, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, bin)
 	if bytes.Contains(raw, []byte(buildCtx)) {
 		t.Errorf("binary contains the build directory %s: -trimpath was not applied", buildCtx)
 	}
@@ -164,10 +161,7 @@ func dockerContext(t *testing.T, root string) string {
 
 // TestDockerfile checks the Dockerfile against what the chart and the static build assume.
 func TestDockerfile(t *testing.T) {
-	raw, err := os.ReadFile(repoPath("Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, repoPath("Dockerfile"))
 	df := string(raw)
 	checks := []struct {
 		what string

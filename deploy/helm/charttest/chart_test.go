@@ -2,6 +2,7 @@ package charttest
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -279,12 +280,9 @@ func itoa(n int32) string { return strconv.Itoa(int(n)) }
 // equalJSON reports whether a and b marshal to the same JSON.
 func equalJSON(t *testing.T, a, b any) bool {
 	t.Helper()
-	ja, err := json.Marshal(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jb, err := json.Marshal(b)
-	if err != nil {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	if err := errors.Join(errA, errB); err != nil {
 		t.Fatal(err)
 	}
 	return string(ja) == string(jb)

@@ -198,10 +198,7 @@ func TestAlertsFileMatchesChart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	raw, err := os.ReadFile(alertsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, alertsFile)
 	var file map[string]any
 	if err := yaml.Unmarshal(raw, &file); err != nil {
 		t.Fatal(err)
@@ -274,10 +271,7 @@ func TestMetricsExist(t *testing.T) {
 }
 
 func TestAlertMetricNames(t *testing.T) {
-	raw, err := os.ReadFile(alertsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, alertsFile)
 	checkMetricNames(t, alertsFile, string(raw))
 }
 
@@ -309,10 +303,7 @@ type dashboard struct {
 var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$namespace", ".*", "$job", "usage-rollup", "$instance", ".*")
 
 func TestDashboard(t *testing.T) {
-	raw, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, dashboardFile)
 	var d dashboard
 	if err := json.Unmarshal(raw, &d); err != nil {
 		t.Fatalf("%s is not JSON: %v", dashboardFile, err)
@@ -363,10 +354,7 @@ func TestDashboard(t *testing.T) {
 	}
 
 	// The chart ships the same file.
-	chartCopy, err := os.ReadFile(chartDir + "/files/dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	chartCopy := readFile(t, chartDir+"/files/dashboard.json")
 	if string(chartCopy) != string(raw) {
 		t.Errorf("%s/files/dashboard.json differs from %s: copy it over", chartDir, dashboardFile)
 	}
@@ -402,10 +390,7 @@ type alertScenario struct {
 }
 
 func TestAlertsFire(t *testing.T) {
-	raw, err := os.ReadFile(alertsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, alertsFile)
 	var rf ruleFile
 	if err := yaml.Unmarshal(raw, &rf); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package charttest
 
 import (
-	"os"
 	"regexp"
 	"slices"
 	"testing"
@@ -16,10 +15,7 @@ var chartOnly = map[string]string{}
 // single list of the binary's variables: each one must be a config key of the chart's values or
 // set by the chart itself.
 func TestREADMEVariablesCovered(t *testing.T) {
-	raw, err := os.ReadFile(repoPath("README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := readFile(t, repoPath("README.md"))
 	rows := regexp.MustCompile("(?m)^\\| `([A-Z][A-Z0-9_]+)` \\|").FindAllStringSubmatch(string(raw), -1)
 	if len(rows) < 20 {
 		t.Fatalf("found %d variables in README.md's configuration table; has its format changed?", len(rows))

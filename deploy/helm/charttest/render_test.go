@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 )
 
@@ -138,24 +141,11 @@ func (r *rendered) add(manifest string) error {
 	}
 	r.Manifests = append(r.Manifests, manifest)
 	id := head.APIVersion + " " + head.Kind + "/" + head.Metadata.Name
-	switch head.APIVersion + " " + head.Kind {
-	case "apps/v1 Deployment":
-		return decodeInto(id, js, &r.Deployments)
-	case "v1 Service":
-		return decodeInto(id, js, &r.Services)
-	case "v1 ConfigMap":
-		return decodeInto(id, js, &r.ConfigMaps)
-	case "v1 Secret":
-		return decodeInto(id, js, &r.Secrets)
-	case "v1 ServiceAccount":
-		return decodeInto(id, js, &r.ServiceAccounts)
-	case "batch/v1 Job":
-		return decodeInto(id, js, &r.Jobs)
-	case "batch/v1 CronJob":
-		return decodeInto(id, js, &r.CronJobs)
-	case "policy/v1 PodDisruptionBudget":
-		return decodeInto(id, js, &r.PDBs)
-	case "monitoring.coreos.com/v1 ServiceMonitor", "monitoring.coreos.com/v1 PrometheusRule":
+	kind := head.APIVersion + " " + head.Kind
+	if decode, ok := r.decoders()[kind]; ok {
+		return decode(id, js)
+	}
+	if kind == "monitoring.coreos.com/v1 ServiceMonitor" || kind == "monitoring.coreos.com/v1 PrometheusRule" {
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(js); err != nil {
 			return fmt.Errorf("%s: %w", id, err)
@@ -164,6 +154,25 @@ func (r *rendered) add(manifest string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: the chart renders a kind this test does not know; add it to rendered", id)
+}
+
+// decoders maps the "apiVersion Kind" of each typed kind to the strict
+// decoding of a manifest into its list in r.
+func (r *rendered) decoders() map[string]func(id string, js []byte) error {
+	return map[string]func(string, []byte) error{
+		"apps/v1 Deployment":            decoder(&r.Deployments),
+		"v1 Service":                    decoder(&r.Services),
+		"v1 ConfigMap":                  decoder(&r.ConfigMaps),
+		"v1 Secret":                     decoder(&r.Secrets),
+		"v1 ServiceAccount":             decoder(&r.ServiceAccounts),
+		"batch/v1 Job":                  decoder(&r.Jobs),
+		"batch/v1 CronJob":              decoder(&r.CronJobs),
+		"policy/v1 PodDisruptionBudget": decoder(&r.PDBs),
+	}
+}
+
+func decoder[T any](list *[]*T) func(id string, js []byte) error {
+	return func(id string, js []byte) error { return decodeInto(id, js, list) }
 }
 
 // decodeInto decodes js strictly into a new T and appends it to list.
@@ -190,6 +199,16 @@ func stripComments(manifest string) string {
 		}
 	}
 	return b.String()
+}
+
+// readFile returns the contents of path, failing the test if it cannot.
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
 
 // one returns the only element of list, failing the test otherwise.
@@ -228,36 +247,26 @@ func (r *rendered) monitoring(t *testing.T, kind string) *unstructured.Unstructu
 	return one(t, kind, found)
 }
 
-// kinds lists "Kind/name" of every rendered object, sorted.
+// kinds lists "Kind/name" of every rendered object but the CronJobs, sorted.
 func (r *rendered) kinds() []string {
-	var out []string
-	add := func(kind, name string) { out = append(out, kind+"/"+name) }
-	for _, o := range r.Deployments {
-		add("Deployment", o.Name)
-	}
-	for _, o := range r.Services {
-		add("Service", o.Name)
-	}
-	for _, o := range r.ConfigMaps {
-		add("ConfigMap", o.Name)
-	}
-	for _, o := range r.Secrets {
-		add("Secret", o.Name)
-	}
-	for _, o := range r.ServiceAccounts {
-		add("ServiceAccount", o.Name)
-	}
-	for _, o := range r.Jobs {
-		add("Job", o.Name)
-	}
-	for _, o := range r.PDBs {
-		add("PodDisruptionBudget", o.Name)
-	}
-	for _, o := range r.Monitoring {
-		add(o.GetKind(), o.GetName())
-	}
+	out := slices.Concat(objectIDs(r.Deployments), objectIDs(r.Services), objectIDs(r.ConfigMaps),
+		objectIDs(r.Secrets), objectIDs(r.ServiceAccounts), objectIDs(r.Jobs), objectIDs(r.PDBs),
+		objectIDs(r.Monitoring))
 	sort.Strings(out)
 	return out
+}
+
+// objectIDs returns "Kind/name" of each object, the kind as the manifest
+// spelled it.
+func objectIDs[T interface {
+	GetName() string
+	GetObjectKind() schema.ObjectKind
+}](objs []T) []string {
+	ids := make([]string, 0, len(objs))
+	for _, o := range objs {
+		ids = append(ids, o.GetObjectKind().GroupVersionKind().Kind+"/"+o.GetName())
+	}
+	return ids
 }
 
 // envMap resolves a container's environment as the kubelet would: envFrom ConfigMaps first,

@@ -15,13 +15,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // Services are the addresses of the Kafka broker and the ClickHouse server,
@@ -78,29 +78,6 @@ func Unavailable(t testing.TB, format string, args ...any) {
 		t.Fatalf(format, args...)
 	}
 	t.Skipf(format, args...)
-}
-
-// chdbCheck is scripts/chdb_check.py, found from this file so that tests in
-// any package can run it.
-func chdbCheck() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "chdb_check.py")
-}
-
-// NeedChDB returns the version of the ClickHouse embedded in chDB (Python),
-// a current engine the tests check SQL on; it skips or fails like Need when
-// python3 with chdb is missing (scripts/chdb.sh install).
-func NeedChDB(t testing.TB) string {
-	t.Helper()
-	if err := exec.Command("python3", "-c", "import chdb").Run(); err != nil {
-		Unavailable(t, "python3 with chdb is not available (scripts/chdb.sh install): %v", err)
-		return ""
-	}
-	out, err := exec.Command("python3", chdbCheck(), "version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s version: %v\n%s", chdbCheck(), err, out)
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // TempDatabase returns the ClickHouse address and the name of a database
@@ -194,4 +171,21 @@ func RunWithConsumer(m *testing.M, pkg string, binary *string, after func(code i
 		code = after(code)
 	}
 	return code
+}
+
+// RowQuerier is the part of a ClickHouse connection QueryUint uses; the
+// schema's and the sink's Conn both have it.
+type RowQuerier interface {
+	QueryRow(ctx context.Context, query string, args ...any) driver.Row
+}
+
+// QueryUint runs a query returning one UInt64 (a sum, a count) and fails the
+// test if it cannot.
+func QueryUint(t testing.TB, c RowQuerier, query string, args ...any) uint64 {
+	t.Helper()
+	var v uint64
+	if err := c.QueryRow(t.Context(), query, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return v
 }
