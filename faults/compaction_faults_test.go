@@ -15,7 +15,7 @@ import (
 func compactedStream(t *testing.T, s *scenario, seed int64) (*consumer, *verified) {
 	t.Helper()
 	prod := s.produce(genConfig(seed, pick(8_000, 30_000), 0))
-	a := s.start(idleEnv...)
+	a := s.startSealing()
 	s.wait(prod, 3*time.Minute)
 	s.waitCaughtUp(recoveryBound)
 	s.waitClosed(30 * time.Second)
@@ -193,7 +193,7 @@ func TestF19ReplayAfterCompaction(t *testing.T) {
 	}
 	s.mon.allowReset()
 	x := s.sampleExactness()
-	a = s.start(idleEnv...)
+	a = s.startSealing()
 	s.markHealed()
 	replay := s.waitCaughtUp(recoveryBound)
 	acc.add(x)

@@ -26,10 +26,15 @@ const (
 	compactTimeout = 60 * time.Second
 )
 
-// idleEnv is the consumers' extra environment in the compaction cases: idle
+// startSealing starts a consumer as the compaction cases run them: idle
 // partitions close their windows, and are sealed so that compaction folds
-// everything they consumed (seal records are then part of every case's log).
-var idleEnv = []string{"IDLE_PARTITION_TIMEOUT=" + idleTimeout.String(), "SEAL_IDLE_AFTER=" + sealIdleAfter.String()}
+// everything they consumed. Seal records are then part of the case's log,
+// appended whenever a partition falls idle, so verify first waits until
+// every partition is sealed (no further seal can come until new records).
+func (s *scenario) startSealing() *consumer {
+	s.sealing = true
+	return s.start("IDLE_PARTITION_TIMEOUT="+idleTimeout.String(), "SEAL_IDLE_AFTER="+sealIdleAfter.String())
+}
 
 // compactor starts one `consumer compact` run with the scenario's environment,
 // the cases' COMPACT_* settings, and extra (later wins).

@@ -61,6 +61,8 @@ type scenarioOpt struct {
 // scenario is one case's isolated world: its own topic, group and database,
 // the consumers it started, and the measurements it reports.
 type scenario struct {
+	// sealing is set once a consumer runs with SEAL_IDLE_AFTER (startSealing).
+	sealing    bool
 	t          *testing.T
 	ctx        context.Context
 	svc        servicetest.Services
@@ -262,6 +264,9 @@ func (s *scenario) markHealed() { s.healed = time.Now() }
 // lagState reads end offsets, committed offsets and written progress.
 func (s *scenario) lagState(ctx context.Context) (string, error) {
 	n := int(s.partitions.Load())
+	if s.sealing {
+		s.waitSealed(time.Minute)
+	}
 	ends, err := s.adm.endOffsets(ctx, s.topic, n)
 	if err != nil {
 		return "", err
