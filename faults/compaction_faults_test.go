@@ -3,38 +3,64 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 )
 
-// compactedStream produces a stream, lets one consumer catch up until every
-// window is closed, and prices its models: the start of every compaction case.
-func compactedStream(t *testing.T, s *scenario, seed int64) (*consumer, *verified) {
+// compactionCase is a compaction test after its first stream: the consumer
+// reading the topic, the sums verified before any compaction, and the
+// exactness sampled while compactors run.
+type compactionCase struct {
+	*scenario
+	reader *consumer
+	first  *verified
+	acc    sampled
+}
+
+// newCompactionCase produces a stream, lets one consumer catch up until
+// every window is closed and sealed, and prices its models: the start of
+// every compaction case.
+func newCompactionCase(t *testing.T, id, fault string, seed int64) *compactionCase {
 	t.Helper()
+	s := newScenario(t, id, fault, 6)
 	prod := s.produce(genConfig(seed, pick(8_000, 30_000), 0))
-	a := s.startSealing()
+	c := &compactionCase{scenario: s, reader: s.startSealing()}
 	s.wait(prod, 3*time.Minute)
 	s.waitCaughtUp(recoveryBound)
 	s.waitClosed(30 * time.Second)
 	s.waitSealed(30 * time.Second)
-	first := s.verify(verifyOpts{})
+	c.first = s.verify(verifyOpts{})
 	s.priceModels()
-	return a, first
+	return c
 }
 
-// compactAndDelete runs a compaction, waits out the lease and runs another,
-// which deletes the raw pieces the first folded, sampling exactness
-// throughout.
-func (s *scenario) compactAndDelete(acc *sampled) {
-	s.t.Helper()
-	x := s.sampleExactness()
-	s.compact()
+// compactTwice runs a compaction, waits out the lease and runs another,
+// which deletes the raw pieces the first folded.
+func (c *compactionCase) compactTwice() {
+	c.t.Helper()
+	c.compact()
 	time.Sleep(leaseAge)
-	s.compact()
-	acc.add(x)
+	c.compact()
+}
+
+// compactAndDelete is compactTwice, sampling exactness throughout.
+func (c *compactionCase) compactAndDelete() {
+	c.t.Helper()
+	x := c.sampleExactness()
+	c.compactTwice()
+	c.acc.add(x)
+}
+
+// finish reports the exactness sampled during what, verifies the sums and
+// stops the reader.
+func (c *compactionCase) finish(what string) *verified {
+	c.t.Helper()
+	c.acc.report(c.scenario, what)
+	v := c.verify(verifyOpts{})
+	c.stopAll(c.reader)
+	return v
 }
 
 // rawBelowFrontier counts raw rows that the newest manifest of their window
@@ -60,9 +86,7 @@ func (s *scenario) rawBelowFrontier(window string) uint64 {
 // COMPACT_SETTLE in between), then runs it again twice (publish, then
 // delete). Analysts' sums are sampled from before the kill to the end.
 func TestF16KillCompactor(t *testing.T) {
-	s := newScenario(t, "F16", "kill -9 of consumer compact between its compact rows and its manifests, then re-runs", 6)
-	a, _ := compactedStream(t, s, 116)
-	var acc sampled
+	s := newCompactionCase(t, "F16", "kill -9 of consumer compact between its compact rows and its manifests, then re-runs", 116)
 	x := s.sampleExactness()
 	k := s.compactor("COMPACT_SETTLE=20s", "COMPACT_MAX_RUN=40s")
 	var rows1m, rows1h, manifests uint64
@@ -87,26 +111,20 @@ func TestF16KillCompactor(t *testing.T) {
 	}
 	s.res.note(t, "%s killed after writing %d 1m and %d 1h compact rows, before any manifest (COMPACT_SETTLE=20s)", k.name, rows1m, rows1h)
 	time.Sleep(time.Second) // orphans in place, sampled
-	s.compact()
-	time.Sleep(leaseAge)
-	s.compact()
-	acc.add(x)
+	s.compactTwice()
+	s.acc.add(x)
 	s.res.note(t, "after the re-runs: %s; raw rows below the frontiers: 1m %d, 1h %d",
 		s.storage(), s.rawBelowFrontier("1m"), s.rawBelowFrontier("1h"))
 	s.checkOneRowPerGroup()
-	acc.report(s, fmt.Sprintf("the killed run and %d re-runs", 2))
-	s.verify(verifyOpts{})
-	s.stopAll(a)
+	s.finish(fmt.Sprintf("the killed run and %d re-runs", 2))
 }
 
 // TestF17ConcurrentCompactors starts two compactors at the same instant,
 // several rounds: after the first stream, after a second stream into the
 // same windows, and with nothing new (deletions only).
 func TestF17ConcurrentCompactors(t *testing.T) {
-	s := newScenario(t, "F17", "two consumer compact processes started together, several rounds", 6)
-	a, _ := compactedStream(t, s, 117)
+	s := newCompactionCase(t, "F17", "two consumer compact processes started together, several rounds", 117)
 	rounds := pick(3, 5)
-	var acc sampled
 	var exits []string
 	for r := range rounds {
 		if r == 1 {
@@ -124,7 +142,7 @@ func TestF17ConcurrentCompactors(t *testing.T) {
 				exits = append(exits, fmt.Sprintf("round %d: %v", r+1, err))
 			}
 		}
-		acc.add(x)
+		s.acc.add(x)
 		published := 0
 		for _, k := range []*consumer{k1, k2} {
 			published += strings.Count(k.out.String(), `"windows_compacted":`) - strings.Count(k.out.String(), `"windows_compacted":0`)
@@ -133,9 +151,7 @@ func TestF17ConcurrentCompactors(t *testing.T) {
 		time.Sleep(leaseAge)
 	}
 	s.res.check(t, "compactors exit 0", exits, fmt.Sprintf("%d runs in %d rounds of two concurrent compactors exited 0", 2*rounds, rounds))
-	acc.report(s, fmt.Sprintf("%d rounds of two concurrent compactors", rounds))
-	s.verify(verifyOpts{})
-	s.stopAll(a)
+	s.finish(fmt.Sprintf("%d rounds of two concurrent compactors", rounds))
 }
 
 // TestF18LateEventAfterCompaction compacts the stream's windows and deletes
@@ -143,10 +159,8 @@ func TestF17ConcurrentCompactors(t *testing.T) {
 // windows (event time two hours old): they are read raw next to the compact
 // rows, then folded by the next compaction.
 func TestF18LateEventAfterCompaction(t *testing.T) {
-	s := newScenario(t, "F18", "events for windows already compacted (raw rows deleted), then compaction again", 6)
-	a, _ := compactedStream(t, s, 118)
-	var acc sampled
-	s.compactAndDelete(&acc)
+	s := newCompactionCase(t, "F18", "events for windows already compacted (raw rows deleted), then compaction again", 118)
+	s.compactAndDelete()
 	left := s.rawBelowFrontier("1m") + s.rawBelowFrontier("1h")
 	before := s.storage()
 	cfg := genConfig(218, pick(3_000, 10_000), 0)
@@ -158,58 +172,37 @@ func TestF18LateEventAfterCompaction(t *testing.T) {
 	s.verify(verifyOpts{}) // the late events read raw beside the compact rows
 	s.waitClosed(30 * time.Second)
 	s.priceModels()
-	s.compactAndDelete(&acc)
+	s.compactAndDelete()
 	s.res.note(t, "after compacting again: %s", s.storage())
-	acc.report(s, fmt.Sprintf("%d compaction runs (before and after the late events)", 4))
-	s.verify(verifyOpts{})
-	s.stopAll(a)
+	s.finish(fmt.Sprintf("%d compaction runs (before and after the late events)", 4))
 }
 
 // TestF19ReplayAfterCompaction compacts and deletes raw pieces, then resets
 // the group to the earliest offset: the replay rewrites raw pieces below the
 // manifests' frontiers, which the views exclude and the next run deletes.
 func TestF19ReplayAfterCompaction(t *testing.T) {
-	s := newScenario(t, "F19", "group reset to earliest + full replay after compaction (raw rows deleted)", 6)
-	a, first := compactedStream(t, s, 119)
-	var acc sampled
-	s.compactAndDelete(&acc)
+	s := newCompactionCase(t, "F19", "group reset to earliest + full replay after compaction (raw rows deleted)", 119)
+	s.compactAndDelete()
 	compacted := s.verify(verifyOpts{})
-	s.stopAll(a)
+	s.stopAll(s.reader)
 
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	for {
-		members, state, err := s.adm.groupMembers(ctx, s.group)
-		if err == nil && members == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("group not empty after the consumers stopped: %d members, state %s, %v", members, state, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err := s.adm.resetGroup(ctx, s.group, s.topic, int(s.partitions.Load())); err != nil {
-		t.Fatal(err)
-	}
-	s.mon.allowReset()
+	s.resetToEarliest()
 	x := s.sampleExactness()
-	a = s.startSealing()
+	s.reader = s.startSealing()
 	s.markHealed()
 	replay := s.waitCaughtUp(recoveryBound)
-	acc.add(x)
+	s.acc.add(x)
 	s.res.note(t, "full replay after compaction took %.1fs; then %s", replay.Seconds(), s.storage())
 	replayed := s.verify(verifyOpts{})
-	s.compactAndDelete(&acc)
+	s.compactAndDelete()
 	s.res.note(t, "after compacting again: %s", s.storage())
-	acc.report(s, "2 compactions, the replay and 2 more compactions")
-	last := s.verify(verifyOpts{})
+	last := s.finish("2 compactions, the replay and 2 more compactions")
 	var i7 []string
-	for w, groups := range first.groups {
+	for w, groups := range s.first.groups {
 		i7 = append(i7, diffGroups(w, groups, compacted.groups[w])...)
 		i7 = append(i7, diffGroups(w, groups, replayed.groups[w])...)
 		i7 = append(i7, diffGroups(w, groups, last.groups[w])...)
 	}
 	s.res.check(t, "I7 replay unchanged", i7, fmt.Sprintf("all %d 1m and %d 1h groups identical before compaction, after it, after the replay and after compacting again",
-		len(first.groups["1m"]), len(first.groups["1h"])))
-	s.stopAll(a)
+		len(s.first.groups["1m"]), len(s.first.groups["1h"])))
 }

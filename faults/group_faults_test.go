@@ -68,6 +68,29 @@ func TestF10RebalanceStorm(t *testing.T) {
 	s.stopAll(append(extra, base)...)
 }
 
+// resetToEarliest waits for the stopped group to empty (resetGroup needs
+// that), resets it to the earliest offsets and tells the offset monitor that
+// the move back is intended.
+func (s *scenario) resetToEarliest() {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	for {
+		members, state, err := s.adm.groupMembers(ctx, s.group)
+		if err == nil && members == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			s.t.Fatalf("group not empty after the consumers stopped: %d members, state %s, %v", members, state, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := s.adm.resetGroup(ctx, s.group, s.topic, int(s.partitions.Load())); err != nil {
+		s.t.Fatal(err)
+	}
+	s.mon.allowReset()
+}
+
 // TestF12GroupResetAndReplay consumes the stream, stops the group, resets it
 // to the earliest offset (an offset commit with generation -1 while the group
 // is empty) and replays the whole topic: the sums must not change (I7).
@@ -80,24 +103,10 @@ func TestF12GroupResetAndReplay(t *testing.T) {
 	first := s.verify(verifyOpts{})
 	s.stopAll(a, b)
 
+	s.resetToEarliest()
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
-	n := int(s.partitions.Load())
-	for {
-		members, state, err := s.adm.groupMembers(ctx, s.group)
-		if err == nil && members == 0 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("group not empty after the consumers stopped: %d members, state %s, %v", members, state, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err := s.adm.resetGroup(ctx, s.group, s.topic, n); err != nil {
-		t.Fatal(err)
-	}
-	s.mon.allowReset()
-	c, _ := s.adm.committed(ctx, s.group, s.topic, n)
+	c, _ := s.adm.committed(ctx, s.group, s.topic, int(s.partitions.Load()))
 	s.res.note(t, "group reset with generation -1: committed offsets now %v", c)
 	a, b = s.start(), s.start()
 	s.markHealed()

@@ -142,16 +142,19 @@ func writeRetrying(ctx context.Context, w *kafka.Writer, msgs []kafka.Message) e
 	}
 }
 
-// poisonFromLog finds the hand-made poison messages in the log read back.
-func poisonFromLog(ctx context.Context, s *scenario) (map[offsetKey]string, error) {
-	n := int(s.partitions.Load())
-	ends, err := s.adm.endOffsets(ctx, s.topic, n)
+// poisonFromLog finds the hand-made poison messages in the log read back,
+// reason per offset key, and fails the test unless there are injected.
+func (s *scenario) poisonFromLog(injected int) map[offsetKey]string {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	ends, err := s.adm.endOffsets(ctx, s.topic, int(s.partitions.Load()))
 	if err != nil {
-		return nil, err
+		s.t.Fatalf("read the log back for poison: %v", err)
 	}
 	log, err := s.adm.readLog(ctx, s.topic, ends)
 	if err != nil {
-		return nil, err
+		s.t.Fatalf("read the log back for poison: %v", err)
 	}
 	out := map[offsetKey]string{}
 	for p, recs := range log {
@@ -161,7 +164,10 @@ func poisonFromLog(ctx context.Context, s *scenario) (map[offsetKey]string, erro
 			}
 		}
 	}
-	return out, nil
+	if len(out) != injected {
+		s.t.Fatalf("found %d poison messages in the log, injected %d", len(out), injected)
+	}
+	return out
 }
 
 // TestF09PoisonMessages mixes hand-made poison into the stream: bad JSON,
@@ -205,16 +211,7 @@ func TestF09PoisonMessages(t *testing.T) {
 	s.res.note(t, "%d poison messages injected (%d kinds x %d), incl. %d of 5 MB accepted by the broker (topic max.message.bytes=8388608)",
 		injected, len(poisonKinds), reps, reps)
 	s.waitCaughtUp(recoveryBound)
-	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-	defer cancel()
-	poison, err := poisonFromLog(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(poison) != injected {
-		t.Fatalf("found %d poison messages in the log, injected %d", len(poison), injected)
-	}
-	s.verify(verifyOpts{poison: poison, extraRejected: injected})
+	s.verify(verifyOpts{poison: s.poisonFromLog(injected), extraRejected: injected})
 	s.stopAll(a, b)
 }
 
@@ -343,16 +340,7 @@ func TestF14DeadLetterTopicRefuses(t *testing.T) {
 		injected, len(random), len(compressible), injected-2, deadLetterMax, sourceMax)
 	s.waitCaughtUp(deadLetterBound)
 
-	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-	defer cancel()
-	poisonSet, err := poisonFromLog(ctx, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(poisonSet) != injected {
-		t.Fatalf("found %d hand-made poison messages in the log, injected %d", len(poisonSet), injected)
-	}
-	v := s.verify(verifyOpts{poison: poisonSet, extraRejected: injected})
+	v := s.verify(verifyOpts{poison: s.poisonFromLog(injected), extraRejected: injected})
 	var diffs []string
 	for k := range v.tr.rejected {
 		recs := v.deadLetters[k]

@@ -4,6 +4,7 @@ package faults
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -19,26 +20,37 @@ type measures struct {
 	OutputTokens, TotalTokens, LatencyMsSum, LatencyMsMax, Inconsistent, Late           uint64
 }
 
-func (m *measures) add(ev *events.Event, late bool) {
-	m.Requests++
-	if ev.IsError() {
-		m.Errors++
-	}
+// measuresOf is one event's measures. A group's are the field-wise sums of its
+// events' (see add), written here apart from internal/aggregate so that the
+// truth and the consumer cannot share a wrong sum.
+func measuresOf(ev *events.Event, late bool) measures {
 	u := &ev.Usage
-	m.InputTokens += u.InputTokens
-	m.InputTextTokens += u.InputTextTokens
-	m.InputImageTokens += u.InputImageTokens
-	m.InputCachedTokens += u.InputCachedTokens
-	m.OutputTokens += u.OutputTokens
-	m.TotalTokens += u.TotalTokens
-	m.LatencyMsSum += ev.LatencyMs
-	m.LatencyMsMax = max(m.LatencyMsMax, ev.LatencyMs)
-	if ev.Inconsistent {
-		m.Inconsistent++
+	return measures{
+		Requests: 1, Errors: oneIf(ev.IsError()),
+		InputTokens: u.InputTokens, InputTextTokens: u.InputTextTokens, InputImageTokens: u.InputImageTokens,
+		InputCachedTokens: u.InputCachedTokens, OutputTokens: u.OutputTokens, TotalTokens: u.TotalTokens,
+		LatencyMsSum: ev.LatencyMs, LatencyMsMax: ev.LatencyMs,
+		Inconsistent: oneIf(ev.Inconsistent), Late: oneIf(late),
 	}
-	if late {
-		m.Late++
+}
+
+// oneIf is 1 for true: an event counted in a measure such as Errors.
+func oneIf(b bool) uint64 {
+	if b {
+		return 1
 	}
+	return 0
+}
+
+// add folds o into m: every field sums, one added to measures included,
+// except LatencyMsMax, which keeps the larger.
+func (m *measures) add(o measures) {
+	largest := max(m.LatencyMsMax, o.LatencyMsMax)
+	dst, src := reflect.ValueOf(m).Elem(), reflect.ValueOf(o)
+	for i := range dst.NumField() {
+		dst.Field(i).SetUint(dst.Field(i).Uint() + src.Field(i).Uint())
+	}
+	m.LatencyMsMax = largest
 }
 
 // groupKey is one row of a window's rollup: window start and the full
@@ -140,6 +152,7 @@ func computeTruth(log map[int][]record, chunkSize int64, lateness time.Duration,
 				pt.late++
 				tr.late++
 			}
+			e := measuresOf(&ev, late)
 			for w, size := range windowSizes {
 				k := groupKey{
 					windowStart: time.UnixMilli(ev.TimeMs).UTC().Truncate(size).Unix(),
@@ -147,12 +160,12 @@ func computeTruth(log map[int][]record, chunkSize int64, lateness time.Duration,
 					provider: string(ev.Provider), model: string(ev.Model), endpoint: string(ev.Endpoint),
 				}
 				m := tr.windows[w][k]
-				m.add(&ev, late)
+				m.add(e)
 				tr.windows[w][k] = m
 			}
 			wm := [2]string{string(ev.WorkspaceID), string(ev.Model)}
 			m := tr.byWM[wm]
-			m.add(&ev, late)
+			m.add(e)
 			tr.byWM[wm] = m
 		}
 	}

@@ -19,14 +19,9 @@ superseded versions of the same group, and asserts that sum() over the FINAL
 views is exact before any merge. Exit status 0 means all checks passed.
 """
 
-import json
 import sys
-import tempfile
 
-try:
-    from chdb import session as chdb_session
-except ImportError:  # pragma: no cover - reported to the caller
-    sys.exit("chdb_check.py: the chdb package is missing; pip install chdb")
+import chdb_temp
 
 
 class Check:
@@ -63,29 +58,13 @@ def rollup_row(window_start, workspace, partition, chunk, version, requests):
 
 
 def run(directory):
-    with open(f"{directory}/migrations.json") as f:
-        manifest = json.load(f)
-    database = manifest["database"]
-    with tempfile.TemporaryDirectory() as data:
-        sess = chdb_session.Session(data)
-        try:
-            c = Check(sess, database)
-            version = c.q("SELECT version()")
-            c.exec(f"CREATE DATABASE IF NOT EXISTS {c.db}")
-            for attempt in range(2):  # the second pass must be a no-op
-                for m in manifest["migrations"]:
-                    for i, stmt in enumerate(m["statements"]):
-                        try:
-                            c.exec(stmt)
-                        except Exception as e:
-                            sys.exit(f"chdb_check.py: migration {m['name']} statement {i + 1} "
-                                     f"(pass {attempt + 1}) failed on ClickHouse {version}: {e}\n{stmt}")
-            for m in manifest["migrations"]:
-                c.exec(f"INSERT INTO {c.db}.schema_migrations (version, name, applied_at) "
-                       f"VALUES ({m['version']}, '{m['name']}', now())")
-            check(c, manifest)
-        finally:
-            sess.close()
+    # Two passes: the second must be a no-op.
+    with chdb_temp.migrated(f"{directory}/migrations.json", passes=2) as (sess, version, manifest):
+        c = Check(sess, manifest["database"])
+        for m in manifest["migrations"]:
+            c.exec(f"INSERT INTO {c.db}.schema_migrations (version, name, applied_at) "
+                   f"VALUES ({m['version']}, '{m['name']}', now())")
+        check(c, manifest)
     if c.failures:
         print(f"chdb_check.py: {len(c.failures)} check(s) failed on ClickHouse {version}:")
         for f in c.failures:
@@ -162,12 +141,8 @@ def check(c, manifest):
 
 def main(argv):
     if len(argv) == 2 and argv[1] == "version":
-        with tempfile.TemporaryDirectory() as data:
-            sess = chdb_session.Session(data)
-            try:
-                print(sess.query("SELECT version()", "TabSeparated").data().strip())
-            finally:
-                sess.close()
+        with chdb_temp.session() as (_, version):
+            print(version)
         return 0
     if len(argv) == 3 and argv[1] == "run":
         return run(argv[2])

@@ -27,12 +27,8 @@ statement fails.
 
 import json
 import sys
-import tempfile
 
-try:
-    from chdb import session as chdb_session
-except ImportError:  # pragma: no cover - reported to the caller
-    sys.exit("chdb_queries.py: the chdb package is missing; pip install chdb")
+import chdb_temp
 
 
 def quote(value):
@@ -95,42 +91,30 @@ def unescape(field):
 
 
 def run(directory):
-    with open(f"{directory}/scenario.json") as f:
-        scenario = json.load(f)
-    database = "`" + scenario["database"] + "`"
     results = []
-    with tempfile.TemporaryDirectory() as data:
-        sess = chdb_session.Session(data)
-        try:
-            version = sess.query("SELECT version()", "TabSeparated").data().strip()
+    with chdb_temp.migrated(f"{directory}/scenario.json") as (sess, version, scenario):
 
-            def execute(what, sql):
-                try:
-                    sess.query(sql)
-                except Exception as e:
-                    sys.exit(f"chdb_queries.py: {what} failed on ClickHouse {version}: {e}\n{sql}")
+        def execute(what, sql):
+            try:
+                sess.query(sql)
+            except Exception as e:
+                sys.exit(f"chdb_queries.py: {what} failed on ClickHouse {version}: {e}\n{sql}")
 
-            execute("create database", f"CREATE DATABASE IF NOT EXISTS {database}")
-            for m in scenario["migrations"]:
-                for i, stmt in enumerate(m["statements"]):
-                    execute(f"migration {m['name']} statement {i + 1}", stmt)
-            execute("use database", f"USE {database}")
-            for i, stmt in enumerate(scenario["setup"]):
-                execute(f"setup statement {i + 1}", stmt)
-            for case in scenario["cases"]:
-                for i, stmt in enumerate(case.get("setup") or []):
-                    execute(f"case {case['name']} setup statement {i + 1}", stmt)
-                sql = bind(case["query"], case.get("args") or [])
-                try:
-                    res = sess.query(sql, "TabSeparated")
-                except Exception as e:
-                    sys.exit(f"chdb_queries.py: case {case['name']} failed on ClickHouse {version}: {e}\n{sql}")
-                text = res.data()
-                lines = text.split("\n")[:-1] if text else []  # every row ends with a newline
-                rows = [[unescape(v) for v in line.split("\t")] for line in lines]
-                results.append({"name": case["name"], "rows": rows, "read_rows": res.storage_rows_read()})
-        finally:
-            sess.close()
+        execute("use database", f"USE `{scenario['database']}`")
+        for i, stmt in enumerate(scenario["setup"]):
+            execute(f"setup statement {i + 1}", stmt)
+        for case in scenario["cases"]:
+            for i, stmt in enumerate(case.get("setup") or []):
+                execute(f"case {case['name']} setup statement {i + 1}", stmt)
+            sql = bind(case["query"], case.get("args") or [])
+            try:
+                res = sess.query(sql, "TabSeparated")
+            except Exception as e:
+                sys.exit(f"chdb_queries.py: case {case['name']} failed on ClickHouse {version}: {e}\n{sql}")
+            text = res.data()
+            lines = text.split("\n")[:-1] if text else []  # every row ends with a newline
+            rows = [[unescape(v) for v in line.split("\t")] for line in lines]
+            results.append({"name": case["name"], "rows": rows, "read_rows": res.storage_rows_read()})
     json.dump({"version": version, "results": results}, sys.stdout)
     return 0
 

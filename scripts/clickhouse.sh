@@ -104,6 +104,22 @@ ensure_secrets() {
 	)
 }
 
+# local_user prints the users.xml entry of user $1, who signs in with the
+# password element $2, from this machine only.
+local_user() {
+	cat <<EOF
+        <$1>
+            $2
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </$1>
+EOF
+}
+
 # write_config renders config.xml and users.xml into $staged; install_config
 # moves them into place. The files name their final paths.
 write_config() {
@@ -173,25 +189,9 @@ EOF
         </default>
     </profiles>
     <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>127.0.0.1</ip>
-                <ip>::1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
+$(local_user default "<password></password>")
         <!-- Password-protected user for the security tests (TLS port). -->
-        <$secure_user>
-            <password_sha256_hex>$pw_sha256</password_sha256_hex>
-            <networks>
-                <ip>127.0.0.1</ip>
-                <ip>::1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </$secure_user>
+$(local_user "$secure_user" "<password_sha256_hex>$pw_sha256</password_sha256_hex>")
     </users>
     <quotas>
         <default>

@@ -32,25 +32,16 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/usage-rollup/usage-rollup/internal/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	var err error
-	if len(os.Args) > 1 && os.Args[1] == rawSinkCommand {
-		err = runRawSink(ctx, os.Args[2:])
-	} else {
-		err = run(ctx, os.Args[1:], os.Stdout)
-	}
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(os.Stderr, "benche2e: %v\n", err)
-		os.Exit(1)
-	}
+	cli.Main("benche2e", func(ctx context.Context) error {
+		if len(os.Args) > 1 && os.Args[1] == rawSinkCommand {
+			return runRawSink(ctx, os.Args[2:])
+		}
+		return run(ctx, os.Args[1:], os.Stdout)
+	})
 }

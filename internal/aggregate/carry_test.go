@@ -21,6 +21,31 @@ func carryConfig() aggregate.Config {
 	return cfg
 }
 
+// carryStartMs is the event time of offset 0 in the carry tests, Unix ms.
+func carryStartMs() int64 { return time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli() }
+
+// offsetEvent is the carry tests' event at offset off: an id of its own and
+// an event time one second per offset after carryStartMs.
+func offsetEvent(off int64) *events.Event {
+	return carryEvent("evt_"+string(rune('a'+off%26))+string(rune('a'+off/26)), carryStartMs()+off*1000)
+}
+
+// addOffsets adds the event of every offset in [from, to) to p.
+func addOffsets(p *aggregate.ChunkState, from, to int64) {
+	for off := from; off < to; off++ {
+		p.Add(off, offsetEvent(off))
+	}
+}
+
+// newCarryCase is the start of a carry test: its config, an empty table and
+// a chunk state that began chunk.
+func newCarryCase(chunk int64) (aggregate.Config, *rollupfake.Table, *aggregate.ChunkState) {
+	cfg := carryConfig()
+	p := aggregate.NewChunkState(cfg)
+	p.Begin(chunk)
+	return cfg, rollupfake.New(cfg.Windows), p
+}
+
 // stored is what Sink.ReadChunk returns for chunk 1 of partition 0, with
 // the progress row replaced: the fake keeps the newest one, a test may need
 // the one of the last complete write.
@@ -39,27 +64,13 @@ func stored(t *testing.T, table *rollupfake.Table, progress aggregate.Progress) 
 // continues the chunk from offset 120 as after a deleted head: every window
 // must count each of the 151 events exactly once.
 func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
-	cfg := carryConfig()
-	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
-	ev := func(off int64) *events.Event {
-		return carryEvent("evt_"+string(rune('a'+off%26))+string(rune('a'+off/26)), base+off*1000)
-	}
-	table := rollupfake.New(cfg.Windows)
-
-	p := aggregate.NewChunkState(cfg)
-	p.Begin(0)
-	for off := int64(0); off < 100; off++ {
-		p.Add(off, ev(off))
-	}
+	cfg, table, p := newCarryCase(0)
+	addOffsets(p, 0, 100)
 	write(t, table, p.Batch("usage", 0))
 	p.Begin(1)
-	for off := int64(100); off < 130; off++ {
-		p.Add(off, ev(off))
-	}
+	addOffsets(p, 100, 130)
 	write(t, table, p.Batch("usage", 0))
-	for off := int64(130); off < 150; off++ {
-		p.Add(off, ev(off))
-	}
+	addOffsets(p, 130, 150)
 	b := p.Batch("usage", 0)
 	progress := b.Progress
 	b.Windows = b.Windows[:1] // only usage_rollup_1m was written
@@ -74,9 +85,7 @@ func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
 	if !q.Carrying() {
 		t.Fatal("Carry did not take over the chunk")
 	}
-	for off := int64(120); off <= 150; off++ {
-		q.Add(off, ev(off))
-	}
+	addOffsets(q, 120, 151)
 	nb := q.Batch("usage", 0)
 	write(t, table, nb)
 	for _, w := range cfg.Windows {
@@ -94,11 +103,8 @@ func TestCarrySkipsWhatStoredRowsCover(t *testing.T) {
 // written before), and counts again when the earlier occurrence was deleted
 // before the repeat was first written.
 func TestCarryDedupHorizon(t *testing.T) {
-	cfg := carryConfig()
-	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
-	table := rollupfake.New(cfg.Windows)
-	p := aggregate.NewChunkState(cfg)
-	p.Begin(1)
+	_, table, p := newCarryCase(1)
+	base := carryStartMs()
 	p.Carry(&aggregate.StoredChunk{Segment: -1, Windows: make([][]aggregate.StoredRow, 2), Progress: aggregate.Progress{LastOffset: -1}})
 	// The log starts at 120; evt_x at 110 was deleted before this chunk was
 	// first written, evt_y at 121 is retained.
@@ -130,14 +136,8 @@ func write(t *testing.T, table *rollupfake.Table, b *aggregate.Batch) {
 // carried. The carried state must continue in the segment the seal began,
 // not in the sealed one, whose rows a compactor may already have folded.
 func TestCarryContinuesAfterASeal(t *testing.T) {
-	cfg := carryConfig()
-	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).UnixMilli()
-	table := rollupfake.New(cfg.Windows)
-	p := aggregate.NewChunkState(cfg)
-	p.Begin(1)
-	for off := int64(100); off < 130; off++ {
-		p.Add(off, carryEvent("evt_"+string(rune('a'+off%26))+string(rune('a'+off/26)), base+off*1000))
-	}
+	cfg, table, p := newCarryCase(1)
+	addOffsets(p, 100, 130)
 	write(t, table, p.Batch("usage", 0))
 	p.Seal(130)
 	if p.Segment() != 130 || p.Groups() != 0 {
@@ -155,7 +155,7 @@ func TestCarryContinuesAfterASeal(t *testing.T) {
 	if q.Segment() != 130 || q.Groups() != 0 {
 		t.Fatalf("carried: segment %d with %d groups, want the sealed-off segment 130 with none", q.Segment(), q.Groups())
 	}
-	q.Add(140, carryEvent("evt_new", base+140_000))
+	q.Add(140, carryEvent("evt_new", carryStartMs()+140_000))
 	next := q.Batch("usage", 0)
 	if next.Segment != 130 || next.Progress.Accepted != 31 || next.Progress.Seals != 1 {
 		t.Fatalf("after the carry: segment %d, progress %+v; want segment 130, 31 accepted, 1 seal", next.Segment, next.Progress)

@@ -10,10 +10,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/usage-rollup/usage-rollup/internal/security"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/secrettest"
 )
-
-// testPassword is distinctive so that a leak is unmistakable in any output.
-const testPassword = "hunter2-Zq8vX3-not-for-output"
 
 func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
@@ -42,13 +40,13 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		cfg := DefaultConfig()
-		cfg.Password = testPassword
+		cfg.Password = secrettest.Password
 		tt.modify(&cfg)
 		err := cfg.Validate()
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
 		}
-		if err != nil && strings.Contains(err.Error(), testPassword) {
+		if err != nil && secrettest.Leaks(err.Error()) {
 			t.Errorf("%s: Validate() error reveals the password: %v", tt.name, err)
 		}
 	}
@@ -59,17 +57,10 @@ func TestConfigValidate(t *testing.T) {
 // needs no formatting code of its own.
 func TestConfigNeverPrintsPassword(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Username, cfg.Password = "secure_user", testPassword
+	cfg.Username, cfg.Password = "secure_user", secrettest.Password
 	cfg.TLS = security.TLS{Enabled: true, CAFile: "/etc/ca.pem"}
 	type wrapper struct{ ClickHouse Config }
-	for name, v := range map[string]any{"Config": cfg, "*Config": &cfg, "wrapper": wrapper{cfg}, "*wrapper": &wrapper{cfg}} {
-		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
-			out := fmt.Sprintf(verb, v)
-			if strings.Contains(out, testPassword) || strings.Contains(out, fmt.Sprintf("%x", testPassword)) {
-				t.Errorf("Sprintf(%s, %s) reveals the password: %s", verb, name, out)
-			}
-		}
-	}
+	secrettest.CheckFormatted(t, map[string]any{"Config": cfg, "*Config": &cfg, "wrapper": wrapper{cfg}, "*wrapper": &wrapper{cfg}})
 	js, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +69,7 @@ func TestConfigNeverPrintsPassword(t *testing.T) {
 	log := zerolog.New(&logs)
 	log.Info().Interface("clickhouse", cfg).Msg("settings")
 	for name, out := range map[string]string{"json": string(js), "zerolog": logs.String(), "%+v": fmt.Sprintf("%+v", cfg)} {
-		if strings.Contains(out, testPassword) {
+		if secrettest.Leaks(out) {
 			t.Errorf("%s output reveals the password: %s", name, out)
 		}
 		if !strings.Contains(out, "[redacted]") || !strings.Contains(out, "secure_user") || !strings.Contains(out, "/etc/ca.pem") {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/security"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/secrettest"
 	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
@@ -38,14 +39,14 @@ func TestOpenFileErrors(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	cfg := DefaultConfig()
 	// A port nothing listens on: a dial would fail with another error.
-	cfg.Addr, cfg.Password = []string{"127.0.0.1:1"}, testPassword
+	cfg.Addr, cfg.Password = []string{"127.0.0.1:1"}, secrettest.Password
 	cfg.TLS = security.TLS{Enabled: true, CAFile: missing}
 	_, err := Open(context.Background(), cfg)
 	if err == nil {
 		t.Fatal("Open succeeded, want error")
 	}
 	if msg := err.Error(); !strings.Contains(msg, "TLS.CAFile") || !strings.Contains(msg, missing) ||
-		strings.Contains(msg, "ping") || strings.Contains(msg, testPassword) {
+		strings.Contains(msg, "ping") || secrettest.Leaks(msg) {
 		t.Errorf("error %q: want TLS.CAFile and the path, no dial, no password", msg)
 	}
 	if IsTransient(err) {

@@ -16,15 +16,13 @@ import (
 
 	"github.com/usage-rollup/usage-rollup/internal/fielderr"
 	"github.com/usage-rollup/usage-rollup/internal/security"
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/secrettest"
 	"github.com/usage-rollup/usage-rollup/internal/testsupport/testpki"
 )
 
-// testPassword is distinctive so that a leak is unmistakable in any output.
-const testPassword = "hunter2-Zq8vX3-not-for-output"
-
 func TestSecurityValidate(t *testing.T) {
 	sasl := func(m string) Security {
-		return Security{SASLMechanism: m, SASLUsername: "usage", SASLPassword: testPassword}
+		return Security{SASLMechanism: m, SASLUsername: "usage", SASLPassword: secrettest.Password}
 	}
 	tests := []struct {
 		name    string
@@ -42,9 +40,9 @@ func TestSecurityValidate(t *testing.T) {
 		{"cert without key", Security{TLS: security.TLS{Enabled: true, CertFile: "c.pem"}}, "TLS.CertFile and TLS.KeyFile must be set together"},
 		{"key without cert", Security{TLS: security.TLS{Enabled: true, KeyFile: "c.key"}}, "TLS.CertFile and TLS.KeyFile must be set together"},
 		{"unknown mechanism", sasl("GSSAPI"), "SASLMechanism must be PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or empty"},
-		{"mechanism without user", Security{SASLMechanism: "PLAIN", SASLPassword: testPassword}, "SASLUsername must be set"},
+		{"mechanism without user", Security{SASLMechanism: "PLAIN", SASLPassword: secrettest.Password}, "SASLUsername must be set"},
 		{"mechanism without password", Security{SASLMechanism: "PLAIN", SASLUsername: "usage"}, "SASLPassword must be set"},
-		{"credentials without mechanism", Security{SASLUsername: "usage", SASLPassword: testPassword}, "SASLMechanism must be PLAIN"},
+		{"credentials without mechanism", Security{SASLUsername: "usage", SASLPassword: secrettest.Password}, "SASLMechanism must be PLAIN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,7 +54,7 @@ func TestSecurityValidate(t *testing.T) {
 			if (tt.wantErr == "") != (err == nil) || !strings.Contains(gotErr, tt.wantErr) {
 				t.Fatalf("Validate() = %v, want error containing %q", err, tt.wantErr)
 			}
-			if strings.Contains(gotErr, testPassword) {
+			if secrettest.Leaks(gotErr) {
 				t.Fatalf("Validate() error contains the password: %v", err)
 			}
 		})
@@ -85,24 +83,17 @@ func TestSecurityProtocol(t *testing.T) {
 func TestSecretsNeverPrinted(t *testing.T) {
 	for _, mech := range []string{SASLPlain, SASLScramSHA256, SASLScramSHA512} {
 		t.Run(mech, func(t *testing.T) {
-			sec := Security{SASLMechanism: mech, SASLUsername: "usage", SASLPassword: testPassword}
+			sec := Security{SASLMechanism: mech, SASLUsername: "usage", SASLPassword: secrettest.Password}
 			d, err := sec.Dialer(time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
 			tr := sec.Transport(d)
 			type wrapper struct{ Security Security }
-			values := map[string]any{
+			secrettest.CheckFormatted(t, map[string]any{
 				"Secret": sec.SASLPassword, "Security": sec, "*Security": &sec, "wrapper": wrapper{sec},
 				"Dialer": *d, "*Dialer": d, "*Transport": tr, "mechanism": d.SASLMechanism,
-			}
-			for name, v := range values {
-				for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
-					if out := fmt.Sprintf(verb, v); strings.Contains(out, testPassword) || strings.Contains(out, fmt.Sprintf("%x", testPassword)) {
-						t.Errorf("Sprintf(%s, %s) reveals the password: %s", verb, name, out)
-					}
-				}
-			}
+			})
 			js, err := json.Marshal(sec)
 			if err != nil {
 				t.Fatal(err)
@@ -112,7 +103,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			log.Info().Object("security", sec).Interface("any", sec).Stringer("str", sec).Msg("settings")
 			log.Info().Interface("secret", sec.SASLPassword).Msg("secret")
 			for name, out := range map[string]string{"json": string(js), "zerolog": logs.String()} {
-				if strings.Contains(out, testPassword) {
+				if secrettest.Leaks(out) {
 					t.Errorf("%s output reveals the password: %s", name, out)
 				}
 			}
@@ -130,7 +121,7 @@ func TestDialerAndTransport(t *testing.T) {
 	pki := testpki.Write(t)
 	sec := Security{
 		TLS:           security.TLS{Enabled: true, CAFile: pki.CA, CertFile: pki.Cert, KeyFile: pki.Key},
-		SASLMechanism: SASLScramSHA512, SASLUsername: "usage", SASLPassword: testPassword,
+		SASLMechanism: SASLScramSHA512, SASLUsername: "usage", SASLPassword: secrettest.Password,
 	}
 	d, err := sec.Dialer(7 * time.Second)
 	if err != nil {

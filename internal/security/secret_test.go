@@ -3,25 +3,18 @@ package security
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/secrettest"
 )
-
-// testPassword is distinctive so that a leak is unmistakable in any output.
-const testPassword = "hunter2-Zq8vX3-not-for-output"
-
-// leaks reports whether out holds the password, plainly or hex-encoded.
-func leaks(out string) bool {
-	return strings.Contains(out, testPassword) || strings.Contains(strings.ToLower(out), fmt.Sprintf("%x", testPassword))
-}
 
 // TestSecretNeverPrinted formats, encodes and logs a Secret, alone and inside
 // the containers a config puts it in, every way a caller plausibly would.
 func TestSecretNeverPrinted(t *testing.T) {
-	s := Secret(testPassword)
+	s := Secret(secrettest.Password)
 	type config struct {
 		User     string
 		Password Secret
@@ -32,9 +25,8 @@ func TestSecretNeverPrinted(t *testing.T) {
 		"nested": outer{config{"u", s}}, "slice": []Secret{s}, "map": map[string]Secret{"p": s},
 	}
 	for name, v := range values {
-		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d"} {
-			out := fmt.Sprintf(verb, v)
-			if leaks(out) {
+		for verb, out := range secrettest.Formatted(v) {
+			if secrettest.Leaks(out) {
 				t.Errorf("Sprintf(%q, %s) reveals the secret: %s", verb, name, out)
 			}
 			if !strings.Contains(out, redacted) {
@@ -45,23 +37,23 @@ func TestSecretNeverPrinted(t *testing.T) {
 		if err != nil {
 			t.Fatalf("json.Marshal(%s): %v", name, err)
 		}
-		if leaks(string(js)) || !strings.Contains(string(js), redacted) {
+		if secrettest.Leaks(string(js)) || !strings.Contains(string(js), redacted) {
 			t.Errorf("json.Marshal(%s) = %s, want the secret redacted", name, js)
 		}
 		var logs bytes.Buffer
 		log := zerolog.New(&logs)
 		log.Info().Interface("v", v).Any("any", v).Msg("settings")
-		if leaks(logs.String()) || !strings.Contains(logs.String(), redacted) {
+		if secrettest.Leaks(logs.String()) || !strings.Contains(logs.String(), redacted) {
 			t.Errorf("zerolog of %s = %s, want the secret redacted", name, logs.String())
 		}
 	}
 	var logs bytes.Buffer
 	log := zerolog.New(&logs)
 	log.Info().Stringer("s", s).Msg("secret")
-	if leaks(logs.String()) {
+	if secrettest.Leaks(logs.String()) {
 		t.Errorf("zerolog Stringer reveals the secret: %s", logs.String())
 	}
-	if got := s.Reveal(); got != testPassword {
+	if got := s.Reveal(); got != secrettest.Password {
 		t.Errorf("Reveal() = %q, want the credential", got)
 	}
 }

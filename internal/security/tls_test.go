@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/usage-rollup/usage-rollup/internal/testsupport/secrettest"
 	"github.com/usage-rollup/usage-rollup/internal/testsupport/testpki"
 )
 
@@ -59,9 +60,9 @@ func TestTLSConfigFileErrors(t *testing.T) {
 	dir := t.TempDir()
 	// A key file that is not a valid key but holds a secret-looking line.
 	badKey := filepath.Join(dir, "bad.key")
-	testpki.WriteFile(t, badKey, "-----BEGIN PRIVATE KEY-----\n"+testPassword+"\n-----END PRIVATE KEY-----\n")
+	testpki.WriteFile(t, badKey, "-----BEGIN PRIVATE KEY-----\n"+secrettest.Password+"\n-----END PRIVATE KEY-----\n")
 	notPEM := filepath.Join(dir, "ca.txt")
-	testpki.WriteFile(t, notPEM, testPassword+"\n")
+	testpki.WriteFile(t, notPEM, secrettest.Password+"\n")
 	otherKey := testpki.Write(t).Key
 	missing := filepath.Join(dir, "missing.pem")
 	tests := []struct {
@@ -91,7 +92,7 @@ func TestTLSConfigFileErrors(t *testing.T) {
 		if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
 			t.Errorf("%s: error %v does not wrap %v", tt.name, err, tt.wantIs)
 		}
-		if leaks(err.Error()) {
+		if secrettest.Leaks(err.Error()) {
 			t.Errorf("%s: error reveals file contents: %v", tt.name, err)
 		}
 	}

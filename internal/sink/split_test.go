@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
-	"github.com/usage-rollup/usage-rollup/internal/testsupport/servicetest"
 )
 
 func TestMonthIndex(t *testing.T) {
@@ -179,12 +178,8 @@ func TestWriteSpanningManyMonths(t *testing.T) {
 	if got, want := viewSums(t, s, "usage_1h", "1"), (sums{months, 3 * months, 6 * months}); got != want {
 		t.Errorf("usage_1h = %+v, want %+v", got, want)
 	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT uniqExact(toYYYYMM(record_time)) FROM "+s.database+".usage_rejected"); got != months {
-		t.Errorf("usage_rejected spans %d months, want %d", got, months)
-	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_rejected"); got != months {
-		t.Errorf("usage_rejected has %d rows, want %d", got, months)
-	}
+	wantUint(t, s, "SELECT uniqExact(toYYYYMM(record_time)) FROM "+s.database+".usage_rejected", months)
+	wantUint(t, s, "SELECT count() FROM "+s.database+".usage_rejected", months)
 
 	// No INSERT spanned more than the bound: 12 inserts of 12 months and one
 	// of 6 per table, in ascending month order, and the progress row last.
@@ -246,12 +241,8 @@ func TestWriteBatchesIsOneInsertPerTable(t *testing.T) {
 	if got, want := viewSums(t, s, "usage_1m", "1"), (sums{partitions, 2 * partitions, 15 * partitions}); got != want {
 		t.Errorf("usage_1m = %+v, want %+v", got, want)
 	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_rejected"); got != partitions {
-		t.Errorf("usage_rejected has %d rows, want %d (one per partition)", got, partitions)
-	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_chunk_progress"); got != partitions {
-		t.Errorf("usage_chunk_progress has %d rows, want %d", got, partitions)
-	}
+	wantUint(t, s, "SELECT count() FROM "+s.database+".usage_rejected", partitions) // one per partition
+	wantUint(t, s, "SELECT count() FROM "+s.database+".usage_chunk_progress", partitions)
 	m := yyyymm(time.Unix(t0, 0))
 	want := []probeRow{
 		{"usage_rollup_1m", 1, m, m, partitions}, {"usage_rollup_1h", 1, m, m, partitions},

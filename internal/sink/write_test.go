@@ -59,6 +59,14 @@ func viewSums(t *testing.T, s *Sink, view, where string) sums {
 	return got
 }
 
+// wantUint fails t unless query, one number, answers want.
+func wantUint(t *testing.T, s *Sink, query string, want uint64) {
+	t.Helper()
+	if got := servicetest.QueryUint(t, s.conn, query); got != want {
+		t.Errorf("%s = %d, want %d", query, got, want)
+	}
+}
+
 func TestWriteTwiceSameSums(t *testing.T) {
 	s := newTestSink(t)
 	b := rollup(0, 0, 41, row(t0, "w1", "gpt-4o", 30, 10), row(t0+60, "w1", "gpt-4o", 12, 5))
@@ -143,18 +151,10 @@ func TestRejectedOnePerOffset(t *testing.T) {
 	write(t, s, longer)
 
 	view := s.database + ".usage_rejected"
-	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+view); got != 3 {
-		t.Errorf("usage_rejected has %d rows, want one per rejected offset (3)", got)
-	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+view+" WHERE `offset` = 7"); got != 1 {
-		t.Errorf("offset 7 appears %d times, want 1", got)
-	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT max(length(payload)) FROM "+view); got != aggregate.MaxRejectedPayload {
-		t.Errorf("longest payload = %d bytes, want %d", got, aggregate.MaxRejectedPayload)
-	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT sum(size) FROM "+view+" WHERE reason = 'invalid_json' AND toYYYYMM(record_time) = 202405"); got != 30_000_000 {
-		t.Errorf("sum(size) = %d, want 30000000", got)
-	}
+	wantUint(t, s, "SELECT count() FROM "+view, 3) // one row per rejected offset
+	wantUint(t, s, "SELECT count() FROM "+view+" WHERE `offset` = 7", 1)
+	wantUint(t, s, "SELECT max(length(payload)) FROM "+view, aggregate.MaxRejectedPayload)
+	wantUint(t, s, "SELECT sum(size) FROM "+view+" WHERE reason = 'invalid_json' AND toYYYYMM(record_time) = 202405", 30_000_000)
 }
 
 func TestChunkProgress(t *testing.T) {
@@ -179,9 +179,7 @@ func TestChunkProgress(t *testing.T) {
 		t.Errorf("progress = [%d, %d] accepted %d rejected %d duplicates %d max_event_time %s; want [2000, 2030] 30 0 1 %s",
 			first, last, accepted, rejected, duplicates, maxEventTime, time.Unix(t0, 0).UTC())
 	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT count() FROM "+s.database+".usage_chunk_progress"); got != 1 {
-		t.Errorf("usage_chunk_progress has %d rows, want 1", got)
-	}
+	wantUint(t, s, "SELECT count() FROM "+s.database+".usage_chunk_progress", 1)
 }
 
 func TestWriteProgressOnlyBatch(t *testing.T) {
@@ -190,9 +188,7 @@ func TestWriteProgressOnlyBatch(t *testing.T) {
 	b := rollup(0, 0, 9)
 	b.Progress.Duplicates = 10
 	write(t, s, b)
-	if got := servicetest.QueryUint(t, s.conn, "SELECT sum(duplicates) FROM "+s.database+".usage_chunk_progress"); got != 10 {
-		t.Errorf("duplicates = %d, want 10", got)
-	}
+	wantUint(t, s, "SELECT sum(duplicates) FROM "+s.database+".usage_chunk_progress", 10)
 }
 
 func TestWriteErrors(t *testing.T) {
@@ -250,9 +246,7 @@ func TestFinalityKeepsTheFurthestAdvance(t *testing.T) {
 	if got := servicetest.QueryUint(t, s.conn, q); got != uint64(ms("10:03")/1000) {
 		t.Errorf("topic closed_through = %d, want the slowest partition's 10:03", got)
 	}
-	if got := servicetest.QueryUint(t, s.conn, "SELECT partitions FROM "+s.database+".usage_progress_topic"); got != 2 {
-		t.Errorf("partitions = %d, want 2", got)
-	}
+	wantUint(t, s, "SELECT partitions FROM "+s.database+".usage_progress_topic", 2)
 }
 
 // TestWriteStampsTheInjectedClock checks that every wall-clock column comes

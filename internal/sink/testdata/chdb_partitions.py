@@ -18,14 +18,12 @@ message the sink classifies as permanent.
     chdb_partitions.py DIR      exit status 0 means all checks passed
 """
 
-import json
+import os
 import sys
-import tempfile
 
-try:
-    from chdb import session as chdb_session
-except ImportError:  # pragma: no cover - reported to the caller
-    sys.exit("chdb_partitions.py: the chdb package is missing; pip install chdb")
+# chdb_temp is in scripts/, with the other chDB scripts.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
+import chdb_temp  # noqa: E402
 
 ROLLUP_COLUMNS = (
     "window_start, workspace_id, project_id, api_key_id, provider, model, endpoint, topic, `partition`, chunk, "
@@ -49,55 +47,44 @@ def rejected_values(times, first_offset):
 
 
 def main(directory):
-    with open(f"{directory}/split.json") as f:
-        m = json.load(f)
-    db = "`" + m["database"] + "`"
     failures = []
-    with tempfile.TemporaryDirectory() as data:
-        sess = chdb_session.Session(data)
-        try:
-            q = lambda sql: sess.query(sql, "TabSeparated").data().strip()
-            version = q("SELECT version()")
-            sess.query(f"CREATE DATABASE IF NOT EXISTS {db}")
-            for mig in m["migrations"]:
-                for stmt in mig["statements"]:
-                    sess.query(stmt)
-            sess.query(f"SET max_partitions_per_insert_block = {m['bound']}")
-            rollup = f"INSERT INTO {db}.usage_rollup_{m['window']} ({ROLLUP_COLUMNS}) VALUES "
-            rejected = f"INSERT INTO {db}.usage_rejected_log ({REJECTED_COLUMNS}) VALUES "
-            for i, times in enumerate(m["rollup"]):
-                try:
-                    sess.query(rollup + rollup_values(times))
-                except Exception as e:
-                    failures.append(f"planned rollup INSERT {i + 1} of {len(m['rollup'])} failed: {e}")
-            offset = 0
-            for i, times in enumerate(m["rejected"]):
-                try:
-                    sess.query(rejected + rejected_values(times, offset))
-                except Exception as e:
-                    failures.append(f"planned rejected INSERT {i + 1} of {len(m['rejected'])} failed: {e}")
-                offset += len(times)
-            all_rollup = [ts for times in m["rollup"] for ts in times]
-            all_rejected = [ts for times in m["rejected"] for ts in times]
-            want = f"{len(all_rollup)}\t{len(set(all_rollup))}"
-            got = q(f"SELECT count(), uniqExact(window_start) FROM {db}.usage_{m['window']}")
-            if got != want:
-                failures.append(f"usage_{m['window']}: count, distinct windows = {got!r}, want {want!r}")
-            got = q(f"SELECT count() FROM {db}.usage_rejected")
-            if got != str(len(all_rejected)):
-                failures.append(f"usage_rejected: {got} rows, want {len(all_rejected)}")
-            months = q(f"SELECT uniqExact(toYYYYMM(window_start)) FROM {db}.usage_{m['window']}")
-            # What the sink sent before it split by month, at the server's
-            # default limit of 100 partitions.
-            sess.query("SET max_partitions_per_insert_block = 100")
+    with chdb_temp.migrated(f"{directory}/split.json") as (sess, version, m):
+        db = "`" + m["database"] + "`"
+        q = lambda sql: sess.query(sql, "TabSeparated").data().strip()
+        sess.query(f"SET max_partitions_per_insert_block = {m['bound']}")
+        rollup = f"INSERT INTO {db}.usage_rollup_{m['window']} ({ROLLUP_COLUMNS}) VALUES "
+        rejected = f"INSERT INTO {db}.usage_rejected_log ({REJECTED_COLUMNS}) VALUES "
+        for i, times in enumerate(m["rollup"]):
             try:
-                sess.query(rollup + rollup_values(all_rollup))
-                failures.append(f"one INSERT of {months} months succeeded, want TOO_MANY_PARTS")
+                sess.query(rollup + rollup_values(times))
             except Exception as e:
-                if "Code: 252" not in str(e) or m["message"] not in str(e):
-                    failures.append(f"one INSERT of {months} months: got {e}, want code 252 and {m['message']!r}")
-        finally:
-            sess.close()
+                failures.append(f"planned rollup INSERT {i + 1} of {len(m['rollup'])} failed: {e}")
+        offset = 0
+        for i, times in enumerate(m["rejected"]):
+            try:
+                sess.query(rejected + rejected_values(times, offset))
+            except Exception as e:
+                failures.append(f"planned rejected INSERT {i + 1} of {len(m['rejected'])} failed: {e}")
+            offset += len(times)
+        all_rollup = [ts for times in m["rollup"] for ts in times]
+        all_rejected = [ts for times in m["rejected"] for ts in times]
+        want = f"{len(all_rollup)}\t{len(set(all_rollup))}"
+        got = q(f"SELECT count(), uniqExact(window_start) FROM {db}.usage_{m['window']}")
+        if got != want:
+            failures.append(f"usage_{m['window']}: count, distinct windows = {got!r}, want {want!r}")
+        got = q(f"SELECT count() FROM {db}.usage_rejected")
+        if got != str(len(all_rejected)):
+            failures.append(f"usage_rejected: {got} rows, want {len(all_rejected)}")
+        months = q(f"SELECT uniqExact(toYYYYMM(window_start)) FROM {db}.usage_{m['window']}")
+        # What the sink sent before it split by month, at the server's
+        # default limit of 100 partitions.
+        sess.query("SET max_partitions_per_insert_block = 100")
+        try:
+            sess.query(rollup + rollup_values(all_rollup))
+            failures.append(f"one INSERT of {months} months succeeded, want TOO_MANY_PARTS")
+        except Exception as e:
+            if "Code: 252" not in str(e) or m["message"] not in str(e):
+                failures.append(f"one INSERT of {months} months: got {e}, want code 252 and {m['message']!r}")
     if failures:
         print(f"chdb_partitions.py: {len(failures)} check(s) failed on ClickHouse {version}:")
         for f in failures:

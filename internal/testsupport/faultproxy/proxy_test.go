@@ -96,6 +96,15 @@ func startProxy(t *testing.T, upstream string) *Proxy {
 	return p
 }
 
+// echoThroughProxy starts an echo server and a proxy in front of it, and
+// dials the proxy: the start of most tests here.
+func echoThroughProxy(t *testing.T) (*echoServer, *Proxy, net.Conn) {
+	t.Helper()
+	s := newEchoServer(t)
+	p := startProxy(t, s.ln.Addr().String())
+	return s, p, dial(t, p)
+}
+
 func dial(t *testing.T, p *Proxy) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
@@ -150,9 +159,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestPassThrough(t *testing.T) {
-	s := newEchoServer(t)
-	p := startProxy(t, s.ln.Addr().String())
-	c := dial(t, p)
+	_, p, c := echoThroughProxy(t)
 	for _, msg := range []string{"hello", string(bytes.Repeat([]byte("x"), 200_000))} {
 		got, err := roundTrip(c, msg, 2*time.Second)
 		if err != nil || got != msg {
@@ -165,9 +172,7 @@ func TestPassThrough(t *testing.T) {
 }
 
 func TestCutResetsOpenAndNewConnections(t *testing.T) {
-	s := newEchoServer(t)
-	p := startProxy(t, s.ln.Addr().String())
-	c := dial(t, p)
+	_, p, c := echoThroughProxy(t)
 	if _, err := roundTrip(c, "before", time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -187,9 +192,7 @@ func TestCutResetsOpenAndNewConnections(t *testing.T) {
 }
 
 func TestBlackholeHoldsBytesUntilHeal(t *testing.T) {
-	s := newEchoServer(t)
-	p := startProxy(t, s.ln.Addr().String())
-	open := dial(t, p)
+	s, p, open := echoThroughProxy(t)
 	if _, err := roundTrip(open, "a", time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -218,9 +221,7 @@ func TestBlackholeHoldsBytesUntilHeal(t *testing.T) {
 }
 
 func TestDelayAddsLatencyBothWaysAndKeepsOrder(t *testing.T) {
-	s := newEchoServer(t)
-	p := startProxy(t, s.ln.Addr().String())
-	c := dial(t, p)
+	_, p, c := echoThroughProxy(t)
 	const d = 150 * time.Millisecond
 	p.Delay(d)
 	start := time.Now()
@@ -251,9 +252,7 @@ func TestDelayAddsLatencyBothWaysAndKeepsOrder(t *testing.T) {
 }
 
 func TestDropRepliesDeliversRequestsAndLosesReplies(t *testing.T) {
-	s := newEchoServer(t)
-	p := startProxy(t, s.ln.Addr().String())
-	c := dial(t, p)
+	s, p, c := echoThroughProxy(t)
 	p.DropReplies()
 	if _, err := roundTrip(c, "insert", 300*time.Millisecond); !isTimeout(err) {
 		t.Fatalf("reply during DropReplies: err %v, want a read timeout", err)
@@ -279,9 +278,7 @@ func TestUpstreamDownResetsClient(t *testing.T) {
 }
 
 func TestHalfCloseIsForwarded(t *testing.T) {
-	s := newEchoServer(t)
-	p := startProxy(t, s.ln.Addr().String())
-	c := dial(t, p)
+	_, _, c := echoThroughProxy(t)
 	if _, err := c.Write([]byte("bye")); err != nil {
 		t.Fatal(err)
 	}
