@@ -38,7 +38,7 @@ func benchWire(b *testing.B) []byte {
 func BenchmarkFetchDecode(b *testing.B) {
 	wire := benchWire(b)
 	b.Run("filter", func(b *testing.B) {
-		var d decoder
+		d := decoder{blocks: &blockPool{}}
 		buf := new(buffers)
 		b.ReportAllocs()
 		for b.Loop() {
@@ -50,7 +50,7 @@ func BenchmarkFetchDecode(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchRecords), "ns/record")
 	})
 	b.Run("wire", func(b *testing.B) {
-		var d decoder
+		d := decoder{blocks: &blockPool{}}
 		buf := new(buffers)
 		b.ReportAllocs()
 		for b.Loop() {
@@ -69,4 +69,5 @@ func decodeBench(b *testing.B, d *decoder, p *fetch.ResponsePartition, buf *buff
 	if len(f.Records) != benchRecords || f.Control != 10 {
 		b.Fatalf("%d records, %d markers; want %d, 10", len(f.Records), f.Control, benchRecords)
 	}
+	buf.reset(d.blocks) // as Fetch.Release does
 }

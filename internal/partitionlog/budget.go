@@ -24,6 +24,8 @@ import (
 type Budget struct {
 	sem  *semaphore.Weighted
 	size int64
+	// blocks are the arena blocks of the Readers sharing the budget.
+	blocks blockPool
 }
 
 // NewBudget returns a budget of the given number of bytes. It must be at

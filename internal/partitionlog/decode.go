@@ -18,12 +18,6 @@ const (
 	controlCommit = 1
 )
 
-// span locates a record's key and value in the arena; a length of -1 is a
-// nil key or value.
-type span struct {
-	keyAt, keyLen, valueAt, valueLen int
-}
-
 // decoder turns one partition of a fetch response into a Fetch: it applies
 // the read-committed filter, drops what lies before the fetch offset, copies
 // the surviving keys and values into one arena and works out Next and the
@@ -36,7 +30,9 @@ type decoder struct {
 	// aborted transaction of theirs started at or before the current batch,
 	// and their ABORT marker has not been seen yet.
 	abortedPIDs map[int64]struct{}
-	spans       []span
+	// blocks recycles the memory keys and values are copied into; nil
+	// allocates every block.
+	blocks *blockPool
 	// key receives a control record's key.
 	key [4]byte
 }
@@ -80,8 +76,7 @@ func (d *decoder) decode(p *fetch.ResponsePartition, offset int64, buf *buffers,
 		d.abortedPIDs = make(map[int64]struct{})
 	}
 	clear(d.abortedPIDs)
-	d.spans = d.spans[:0]
-	records, arena, gaps := buf.records[:0], buf.arena[:0], buf.gaps[:0]
+	records, gaps := buf.records[:0], buf.gaps[:0]
 
 	// expected is the offset the next record has if the log has no hole
 	// there; records below it (before the fetch offset) are dropped.
@@ -159,22 +154,15 @@ func (d *decoder) decode(p *fetch.ResponsePartition, offset int64, buf *buffers,
 			}
 			gaps = appendGap(gaps, expected, rec.Offset)
 			expected = rec.Offset + 1
-			var s span
-			if arena, s.keyAt, s.keyLen, err = appendBytes(arena, rec.Key); err != nil {
+			r := Record{Offset: rec.Offset, Time: rec.Time}
+			if r.Key, err = buf.copyOut(d.blocks, rec.Key); err != nil {
 				return fmt.Errorf("read key of record at offset %d: %w", rec.Offset, err)
 			}
-			if arena, s.valueAt, s.valueLen, err = appendBytes(arena, rec.Value); err != nil {
+			if r.Value, err = buf.copyOut(d.blocks, rec.Value); err != nil {
 				return fmt.Errorf("read value of record at offset %d: %w", rec.Offset, err)
 			}
-			d.spans = append(d.spans, s)
-			records = append(records, Record{Offset: rec.Offset, Time: rec.Time})
+			records = append(records, r)
 		}
-	}
-
-	// The arena only stopped growing now: point the records into it.
-	for i, s := range d.spans {
-		records[i].Key = sub(arena, s.keyAt, s.keyLen)
-		records[i].Value = sub(arena, s.valueAt, s.valueLen)
 	}
 
 	switch {
@@ -187,7 +175,7 @@ func (d *decoder) decode(p *fetch.ResponsePartition, offset int64, buf *buffers,
 		f.Next = offset
 	}
 	f.Records, f.Gaps = records, gaps
-	buf.records, buf.arena, buf.gaps = records, arena, gaps
+	buf.records, buf.gaps = records, gaps
 	return nil
 }
 
@@ -221,32 +209,6 @@ func appendGap(gaps []Range, from, to int64) []Range {
 		gaps = append(gaps, Range{From: from, To: to})
 	}
 	return gaps
-}
-
-// appendBytes copies b to the end of arena and closes it, which hands the
-// kafka-go pages it pointed into back to kafka-go's pool. It returns where
-// the copy starts and its length, -1 for a nil b.
-func appendBytes(arena []byte, b protocol.Bytes) ([]byte, int, int, error) {
-	if b == nil {
-		return arena, 0, -1, nil
-	}
-	defer b.Close()
-	n := b.Len()
-	at := len(arena)
-	arena = slices.Grow(arena, n)[:at+n]
-	if _, err := io.ReadFull(b, arena[at:]); err != nil {
-		return arena, 0, 0, err
-	}
-	return arena, at, n, nil
-}
-
-// sub returns arena[at:at+n] with its capacity capped, so that appending to
-// one record's value cannot overwrite the next; nil when n is -1.
-func sub(arena []byte, at, n int) []byte {
-	if n < 0 {
-		return nil
-	}
-	return arena[at : at+n : at+n]
 }
 
 func closeBytes(b protocol.Bytes) {

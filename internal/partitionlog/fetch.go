@@ -2,7 +2,11 @@ package partitionlog
 
 import (
 	"fmt"
+	"io"
+	"sync"
 	"time"
+
+	"github.com/segmentio/kafka-go/protocol"
 )
 
 // Record is one committed data record of the partition.
@@ -77,13 +81,97 @@ func (f *Fetch) Release() {
 	f.buf, f.held, f.Records, f.Gaps = nil, 0, nil, nil
 }
 
-// buffers are the reusable memory of one fetch: its records, the arena their
-// keys and values point into, and its gaps. A Reader keeps one set between
-// fetches, so a steady stream of fetches allocates none.
+// buffers are the reusable memory of one fetch: its records, the blocks
+// their keys and values are copied into, and its gaps. A Reader keeps one
+// set between fetches, and blocks go back to the process's pool, so a steady
+// stream of fetches allocates none.
 type buffers struct {
 	records []Record
-	arena   []byte
 	gaps    []Range
+	// blocks are the arena blocks this fetch filled, cur the free end of
+	// the last one.
+	blocks []*[arenaBlock]byte
+	cur    []byte
+	// large is the bytes of keys and values too large for a block, each
+	// allocated on its own.
+	large int64
+}
+
+// held is the memory the fetch's keys and values occupy.
+func (b *buffers) held() int64 { return int64(len(b.blocks))*arenaBlock + b.large }
+
+// copyOut copies v (nil: none) out of the response into the fetch's memory
+// and closes it, which hands its pages back to kafka-go. Blocks have a fixed
+// size and never move: a copied key or value stays where it is, so records
+// point into blocks as they are decoded. (One growing arena was copied
+// again at every doubling: a quarter of the consumer's CPU in a backlog.)
+func (b *buffers) copyOut(pool *blockPool, v protocol.Bytes) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	defer v.Close()
+	n := v.Len()
+	var dst []byte
+	switch {
+	case n == 0:
+		return []byte{}, nil
+	case n > arenaBlock/4:
+		// A large message gets its own memory, so that blocks are not left
+		// mostly empty.
+		dst = make([]byte, n)
+		b.large += int64(n)
+	default:
+		if cap(b.cur)-len(b.cur) < n {
+			blk := pool.get()
+			b.blocks = append(b.blocks, blk)
+			b.cur = blk[:0]
+		}
+		at := len(b.cur)
+		b.cur = b.cur[:at+n]
+		dst = b.cur[at : at+n : at+n] // capped: appending to one value cannot overwrite the next
+	}
+	if _, err := io.ReadFull(v, dst); err != nil {
+		return nil, err
+	}
+	return dst, nil
+}
+
+// reset returns the blocks to pool and forgets the records.
+func (b *buffers) reset(pool *blockPool) {
+	for i, blk := range b.blocks {
+		pool.put(blk)
+		b.blocks[i] = nil
+	}
+	if b.large > 0 {
+		// Records left in the backing array would keep large values alive.
+		clear(b.records[:cap(b.records)])
+	}
+	b.blocks, b.cur, b.large = b.blocks[:0], nil, 0
+	b.records, b.gaps = b.records[:0], b.gaps[:0]
+}
+
+// arenaBlock is the size of the blocks keys and values are copied into:
+// hundreds of typical events each, few per fetch.
+const arenaBlock = 256 << 10
+
+// blockPool recycles arena blocks across all readers of a process. Pooled
+// blocks are not charged to the budget (a fetch is, for the blocks it
+// holds); the garbage collector frees those unused for two cycles.
+type blockPool struct{ p sync.Pool }
+
+func (bp *blockPool) get() *[arenaBlock]byte {
+	if bp != nil {
+		if b, ok := bp.p.Get().(*[arenaBlock]byte); ok {
+			return b
+		}
+	}
+	return new([arenaBlock]byte)
+}
+
+func (bp *blockPool) put(b *[arenaBlock]byte) {
+	if bp != nil {
+		bp.p.Put(b)
+	}
 }
 
 // OffsetOutOfRangeError is returned by Reader.Fetch when the broker answers

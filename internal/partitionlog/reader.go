@@ -38,15 +38,6 @@ const (
 // default). A topic still unknown after that is gone, or misspelt.
 const unknownTopicGrace = 30 * time.Second
 
-// maxRetainedArena bounds the arena a Reader keeps between fetches. A kept
-// arena is memory the budget no longer sees once the fetch is released: with
-// many partitions each keeping a full fetch's arena, the process would hold
-// partitions x MaxBytes beyond its budget (the large-message fault case F15
-// measured twice GOMEMLIMIT). Small arenas, the common case of small events
-// arriving steadily, are kept so that steady fetching allocates nothing;
-// larger ones are dropped and allocated again by the next large fetch.
-const maxRetainedArena = 1 << 20
-
 // reserveFactor is what a fetch reserves from the budget, in multiples of
 // MaxBytes: the response as read from the connection (kafka-go's pages) and
 // the records' keys and values copied out of it live at the same time while
@@ -94,6 +85,7 @@ func NewReader(client *kafka.Client, cfg Config, budget *Budget, log zerolog.Log
 		transport:         transport,
 		cfg:               cfg,
 		budget:            budget,
+		dec:               decoder{blocks: &budget.blocks},
 		log:               log.With().Str("component", "partitionlog").Str("topic", cfg.Topic).Int("partition", cfg.Partition).Logger(),
 		unknownTopicGrace: unknownTopicGrace,
 	}, nil
@@ -175,9 +167,9 @@ func (r *Reader) fetchOnce(ctx context.Context, offset int64) (*Fetch, error) {
 		r.putBuffers(buf)
 		return nil, fmt.Errorf("decode fetch response: %w", err)
 	}
-	// The fetch keeps what its arena occupies, capacity included, until it
-	// is released; the response's pages go back to kafka-go's pool now.
-	f.held = min(int64(cap(buf.arena)), reserved)
+	// The fetch keeps what its keys and values occupy until it is released;
+	// the response's pages went back to kafka-go's pool as they were copied.
+	f.held = min(buf.held(), reserved)
 	reserved -= f.held
 	return f, nil
 }
@@ -230,14 +222,8 @@ func (r *Reader) takeBuffers() *buffers {
 	return new(buffers)
 }
 
-// putBuffers keeps b for the next fetch, unless its arena grew too large to
-// keep.
+// putBuffers keeps b for the next fetch; its blocks go back to the pool.
 func (r *Reader) putBuffers(b *buffers) {
-	if cap(b.arena) > maxRetainedArena {
-		// The records' keys and values would keep the arena alive.
-		clear(b.records[:cap(b.records)])
-		b.arena = nil
-	}
-	b.records, b.gaps = b.records[:0], b.gaps[:0]
+	b.reset(r.dec.blocks)
 	r.spare.Store(b)
 }
