@@ -6,9 +6,10 @@
 // A run, for each window size:
 //
 //  1. plan: every closed window (it ends at or before
-//     usage_progress_topic.closed_through) with raw pieces in complete chunks
-//     (a chunk is complete once usage_chunks has a later chunk of its
-//     partition) that the window's newest manifest has not folded yet;
+//     usage_progress_topic.closed_through) with complete raw pieces (their
+//     chunk is below the partition's newest chunk in usage_chunks, or their
+//     segment below that chunk's open segment: a seal record or the group
+//     cap ended it) that the window's newest manifest has not folded yet;
 //  2. write the compact rows of compaction k+1 = the compact rows of the
 //     newest manifest k + the raw pieces between k's frontier and the new one
 //     (INSERT ... SELECT ... GROUP BY);
@@ -157,7 +158,7 @@ type Result struct {
 	// Deleted is the number of raw rows this run's deletions remove.
 	Deleted uint64 `json:"raw_rows_deleted"`
 	// Uncompacted counts closed windows still holding unfolded pieces of
-	// complete chunks after the run, OldestUncompacted the oldest of them
+	// complete pieces after the run, OldestUncompacted the oldest of them
 	// (zero when none).
 	Uncompacted       int       `json:"uncompacted_windows"`
 	OldestUncompacted time.Time `json:"oldest_uncompacted"`

@@ -70,14 +70,14 @@ func (c *Compactor) frontier(ctx context.Context) (frontierOf, error) {
 	rows, err := c.conn.Query(ctx, "SELECT `partition`, max(chunk), argMax(open_segment, (chunk, last_offset)) FROM "+
 		c.database+".usage_chunks WHERE topic = ? GROUP BY `partition` ORDER BY `partition`", c.cfg.Topic)
 	if err != nil {
-		return f, fmt.Errorf("read complete chunks: %w", err)
+		return f, fmt.Errorf("read the complete pieces' frontier: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var p int32
 		var chunk, segment int64
 		if err := rows.Scan(&p, &chunk, &segment); err != nil {
-			return f, fmt.Errorf("read complete chunks: %w", err)
+			return f, fmt.Errorf("read the complete pieces' frontier: %w", err)
 		}
 		f.partitions, f.below, f.belowSeg = append(f.partitions, p), append(f.below, chunk), append(f.belowSeg, segment)
 	}
@@ -105,7 +105,7 @@ func (c *Compactor) closedThrough(ctx context.Context) (sec int64, ok bool, err 
 	return sec, ok, rows.Err()
 }
 
-// pending returns the closed windows with raw rows in complete chunks that
+// pending returns the closed windows with raw rows of complete pieces that
 // their newest manifest has not folded, in ascending order, with the number
 // of such physical rows.
 func (c *Compactor) pending(ctx context.Context, w aggregate.Window) (starts []int64, counts []uint64, err error) {
@@ -255,8 +255,8 @@ func nextManifest(topic, window string, windowStart int64, base manifest, f fron
 	return next
 }
 
-// uncompacted returns how many closed windows hold unfolded pieces of
-// complete chunks, and the oldest one's start.
+// uncompacted returns how many closed windows hold unfolded complete
+// pieces, and the oldest one's start.
 func (c *Compactor) uncompacted(ctx context.Context, w aggregate.Window) (int, time.Time, error) {
 	starts, _, err := c.pending(ctx, w)
 	if err != nil || len(starts) == 0 {
