@@ -216,7 +216,7 @@ const invariantLegend = `Invariants, checked after each case once every partitio
   accepted events (decoded with internal/events, deduplicated by the design's horizon), and per workspace/model equal
   the generator's independent totals (` + "`audit.Reader.TotalsByWorkspaceModel`" + ` + ` + "`check.Diff`" + `).
 - **I2** no offset gaps: per partition, ` + "`usage_chunk_progress`" + ` covers offsets [0, end) and accepted + rejected +
-  duplicates equal the log's, partition by partition.
+  duplicates (+ seal records, in the cases that run with ` + "`SEAL_IDLE_AFTER`" + `) equal the log's, partition by partition.
 - **I3** the rejected set (partition, offset, reason) in ` + "`usage_rejected`" + ` equals the injected malformed set.
 - **I4** committed offsets, polled every 200 ms during the case, never go backwards and never exceed the durable
   progress (max(last_offset) + 1 of ` + "`usage_chunk_progress`" + `).
@@ -227,6 +227,8 @@ const invariantLegend = `Invariants, checked after each case once every partitio
 - **I9** dead letters: consumers run with ` + "`DEAD_LETTER_TOPIC`" + ` (all cases but F4); the dead-letter topic holds a record
   for every rejected offset and none for others, with its reason and source headers and the original key and value,
   or, marked ` + "`usage-rollup-truncated`" + `, the value's first 4 KB and its original size (replays may repeat a record).
+- **I10** one row per group: after compaction of closed windows whose partitions were all sealed, ` + "`usage_1m`" + ` and
+  ` + "`usage_1h`" + ` show exactly one row per (window, dimensions) group and no raw row is left (issue #9's goal).
 `
 
 const methodNotes = `
