@@ -59,7 +59,7 @@ func TestCoalescerMergesPartitionsIntoOneWrite(t *testing.T) {
 	var wg sync.WaitGroup
 	for p := range int32(partitions) {
 		wg.Go(func() {
-			if err := c.write(context.Background(), testBatch(p)); err != nil {
+			if err := c.write(context.Background(), testBatch(p), true); err != nil {
 				t.Errorf("partition %d: %v", p, err)
 			}
 			if table.Next(p) != 1 {
@@ -85,7 +85,7 @@ func TestCoalescerFailsEveryBatchOfAFailedWrite(t *testing.T) {
 	var wg sync.WaitGroup
 	for p := range int32(8) {
 		wg.Go(func() {
-			if err := c.write(context.Background(), testBatch(p)); !errors.Is(err, rollupfake.ErrDown) {
+			if err := c.write(context.Background(), testBatch(p), true); !errors.Is(err, rollupfake.ErrDown) {
 				t.Errorf("partition %d: write = %v, want ErrDown", p, err)
 			}
 		})
@@ -100,7 +100,37 @@ func TestCoalescerWritesAFullRoundAtOnce(t *testing.T) {
 	c := startCoalescer(t, table, 2, time.Hour) // one test batch has 2 rows
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := c.write(ctx, testBatch(0)); err != nil {
+	if err := c.write(ctx, testBatch(0), true); err != nil {
 		t.Fatalf("a full round was not written before the linger: %v", err)
+	}
+}
+
+// TestCoalescerWritesAtOnceWhenAPartitionCannotWait: a write without linger
+// (a partition catching up, at a chunk end) is written at once, with what
+// else joined the round, although the linger is an hour.
+func TestCoalescerWritesAtOnceWhenAPartitionCannotWait(t *testing.T) {
+	table := &countingWriter{Table: rollupfake.New(aggregate.DefaultConfig().Windows)}
+	c := startCoalescer(t, table, 1_000_000, time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lingering := make(chan error, 1)
+	go func() { lingering <- c.write(ctx, testBatch(1), true) }()
+	// Each urgent write is written at once; the lingering one goes out with
+	// the first urgent round it joined.
+	for done := false; !done; {
+		if err := c.write(ctx, testBatch(0), false); err != nil {
+			t.Fatalf("an urgent write waited for the linger: %v", err)
+		}
+		select {
+		case err := <-lingering:
+			if err != nil {
+				t.Fatalf("the lingering write did not go out with an urgent round: %v", err)
+			}
+			done = true
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if table.Next(0) != 1 || table.Next(1) != 1 {
+		t.Fatalf("batches not durable: partition 0 next %d, partition 1 next %d", table.Next(0), table.Next(1))
 	}
 }

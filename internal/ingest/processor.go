@@ -15,8 +15,10 @@ import (
 // chain (dead letters, then the batch, each retried until durable or ctx
 // ends) and the read-back of a chunk the log can no longer reproduce.
 type chunkStore interface {
-	// Write makes b durable, retrying until it is or ctx ends.
-	Write(ctx context.Context, b *aggregate.Batch) error
+	// Write makes b durable, retrying until it is or ctx ends. linger lets
+	// the write wait briefly for other partitions' writes to share its
+	// INSERTs (see coalescer).
+	Write(ctx context.Context, b *aggregate.Batch, linger bool) error
 	// ReadChunk returns what is stored of chunk, retrying until it can or
 	// ctx ends.
 	ReadChunk(ctx context.Context, chunk int64) (*aggregate.StoredChunk, error)
@@ -170,7 +172,7 @@ func (p *processor) handle(ctx context.Context, r *partitionlog.Record) error {
 		}
 	}
 	if p.state.BatchSize() >= p.agg.MaxBatchRows || (p.dead != nil && p.dead.bytes() >= maxDeadLetterBytes) {
-		return p.flush(ctx)
+		return p.flushNow(ctx)
 	}
 	return nil
 }
@@ -184,7 +186,7 @@ func (p *processor) position(ctx context.Context, offset int64) error {
 		// The chunk is complete: make it durable before its state is dropped.
 		if p.state.Pending() {
 			p.chunkDone = true
-			if err := p.flush(ctx); err != nil {
+			if err := p.flushNow(ctx); err != nil {
 				return err
 			}
 		}
@@ -199,7 +201,7 @@ func (p *processor) position(ctx context.Context, offset int64) error {
 		// include are gone. Write what is pending, then continue from what
 		// is stored instead of overwriting it with a shorter aggregate.
 		if p.state.Pending() {
-			if err := p.flush(ctx); err != nil {
+			if err := p.flushNow(ctx); err != nil {
 				return err
 			}
 		}
@@ -211,7 +213,7 @@ func (p *processor) position(ctx context.Context, offset int64) error {
 		// The group cap is reached: write the segment, then start a new one.
 		// Where this happens depends only on the chunk's records, so a
 		// replay cuts at the same offset.
-		if err := p.flush(ctx); err != nil {
+		if err := p.flushNow(ctx); err != nil {
 			return err
 		}
 		p.state.BeginSegment(offset)
@@ -232,7 +234,7 @@ func (p *processor) seal(ctx context.Context, offset int64) error {
 	}
 	p.met.sealsRead.Inc()
 	for p.pending() { // a batch kept from a failed write, then the state
-		if err := p.flush(ctx); err != nil {
+		if err := p.flushNow(ctx); err != nil {
 			return err
 		}
 	}
@@ -260,13 +262,21 @@ func (p *processor) pending() bool { return p.unwritten != nil || p.state.Pendin
 
 // flush makes the pending state durable through the writer chain, then
 // hands the batch to the commit step. A batch whose write did not complete
-// is kept and written again by the next flush.
-func (p *processor) flush(ctx context.Context) error {
+// is kept and written again by the next flush. It is the timed flush (the
+// ticker, shutdown): its write may linger for other partitions' writes.
+func (p *processor) flush(ctx context.Context) error { return p.write(ctx, true) }
+
+// flushNow is the flush the records force (a chunk ends, the batch is full,
+// a segment or a carry begins): the partition is reading a backlog and
+// stands still until the write is durable, so the write does not linger.
+func (p *processor) flushNow(ctx context.Context) error { return p.write(ctx, false) }
+
+func (p *processor) write(ctx context.Context, linger bool) error {
 	if p.unwritten == nil {
 		p.unwritten = p.state.Batch(p.topic, p.part)
 	}
 	b := p.unwritten
-	if err := p.store.Write(ctx, b); err != nil {
+	if err := p.store.Write(ctx, b, linger); err != nil {
 		return err
 	}
 	p.unwritten = nil

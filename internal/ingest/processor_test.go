@@ -182,7 +182,7 @@ func newTestProcessor(t *testing.T, table *rollupfake.Table, agg aggregate.Confi
 	return &processor{
 		agg: agg, topic: "usage", part: 0, log: log, met: met,
 		store: &partitionStore{
-			out: func(ctx context.Context, b *aggregate.Batch) error {
+			out: func(ctx context.Context, b *aggregate.Batch, _ bool) error {
 				return table.WriteBatches(ctx, []*aggregate.Batch{b})
 			},
 			w: table, topic: "usage", partition: 0, met: met, log: log, backoffMax: 100 * time.Millisecond,

@@ -20,7 +20,7 @@ import (
 type partitionStore struct {
 	// out makes one batch durable (in production the coalescer's write);
 	// w reads stored chunks and classifies errors.
-	out        func(ctx context.Context, b *aggregate.Batch) error
+	out        func(ctx context.Context, b *aggregate.Batch, linger bool) error
 	w          BatchWriter
 	dead       *deadLetters // nil: no dead-letter topic
 	topic      string
@@ -34,14 +34,14 @@ var _ chunkStore = (*partitionStore)(nil)
 
 // Write writes the queued dead letters and then b. Dead letters go first so
 // that an offset is never committed before its dead letter is durable.
-func (s *partitionStore) Write(ctx context.Context, b *aggregate.Batch) error {
+func (s *partitionStore) Write(ctx context.Context, b *aggregate.Batch, linger bool) error {
 	if s.dead != nil {
 		if err := s.dead.write(ctx); err != nil {
 			return err
 		}
 	}
 	err := backoff.Retry(ctx, s.backoffMax, func() error {
-		return s.out(ctx, b)
+		return s.out(ctx, b, linger)
 	}, func(err error, attempt int, next time.Duration) {
 		level, class := zerolog.WarnLevel, "transient"
 		if !s.w.Transient(err) {
