@@ -44,6 +44,9 @@ type partitionLoop struct {
 	reportedBytes  int64
 	// lastRecord is when the last record arrived, for idleness.
 	lastRecord time.Time
+	// backlog is set while the partition is at least backlogRecords behind
+	// the log end (see drained).
+	backlog bool
 	// lastSeal is when this loop last tried to write a seal record.
 	lastSeal time.Time
 	// closedMs is the closed_through this loop last wrote.
@@ -240,6 +243,33 @@ func (l *partitionLoop) apply(ctx context.Context, f fetched) error {
 	}
 	for _, g := range gaps {
 		l.proc.gap(g.From, g.To)
+	}
+	return l.drained(ctx, f.fetch)
+}
+
+// backlogRecords is how far behind the log end a partition must have been
+// for reaching it to count as draining a backlog.
+const backlogRecords = 10_000
+
+// drained flushes a partition that has just read the last records of a
+// backlog (a restart, an outage, a replay), instead of leaving them to the
+// next tick: the backlog's end becomes queryable and committed up to
+// FLUSH_INTERVAL sooner. A partition that keeps up never falls
+// backlogRecords behind, so its flushes stay on the ticker, which is what
+// keeps inserts per second independent of the partition count.
+func (l *partitionLoop) drained(ctx context.Context, f *partitionlog.Fetch) error {
+	end := f.HighWatermark
+	if f.LastStableOffset >= 0 { // read committed: nothing past it is readable yet
+		end = min(end, f.LastStableOffset)
+	}
+	switch lag := end - f.Next; {
+	case lag >= backlogRecords:
+		l.backlog = true
+	case lag <= 0 && l.backlog:
+		l.backlog = false
+		if l.proc.pending() {
+			return l.proc.flush(ctx)
+		}
 	}
 	return nil
 }

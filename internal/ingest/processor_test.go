@@ -439,3 +439,43 @@ func TestSealRecordsCutSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainedBacklogIsFlushedAtOnce: a partition that reaches the log end
+// after being backlogRecords or more behind flushes without waiting for the
+// ticker; one that keeps up (never that far behind) leaves its flushes to
+// the ticker.
+func TestDrainedBacklogIsFlushedAtOnce(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 9))
+	l := newFakeLog()
+	l.generate(r, 200, false, false)
+	agg := aggregate.DefaultConfig()
+	table := rollupfake.New(agg.Windows)
+	var commits []int64
+	loop := &partitionLoop{proc: newTestProcessor(t, table, agg, &commits)}
+	loop.proc.resume(-1, 0)
+	ctx := context.Background()
+	feed := func(from, to, end int64) {
+		t.Helper()
+		for off := from; off < to; off++ {
+			if err := loop.proc.handle(ctx, &l.recs[off]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := loop.drained(ctx, &partitionlog.Fetch{Next: to, HighWatermark: end, LastStableOffset: end}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed(0, 50, 60) // keeping up: 10 behind
+	feed(50, 60, 60)
+	if len(commits) != 0 || !loop.proc.pending() {
+		t.Fatalf("a partition that kept up flushed on reaching the log end: commits %v", commits)
+	}
+	feed(60, 100, 100+backlogRecords) // a backlog
+	if len(commits) != 0 {
+		t.Fatalf("flushed in the middle of a backlog: commits %v", commits)
+	}
+	feed(100, 200, 200) // drained
+	if len(commits) != 1 || commits[0] != 200 || loop.proc.pending() {
+		t.Fatalf("draining the backlog did not flush everything: commits %v, pending %v", commits, loop.proc.pending())
+	}
+}
