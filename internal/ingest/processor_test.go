@@ -52,7 +52,7 @@ func (l *fakeLog) append(e logEvent) {
 	off := int64(len(l.recs))
 	if e.seal {
 		l.evs = append(l.evs, e)
-		l.recs = append(l.recs, partitionlog.Record{Offset: off, Key: sealKey, Value: []byte{}, Time: time.Now()})
+		l.recs = append(l.recs, partitionlog.Record{Offset: off, Key: []byte(sealKey), Value: []byte{}, Time: time.Now()})
 		return
 	}
 	v := []byte("{not json")
