@@ -207,13 +207,14 @@ func (p *ChunkState) Carry(s *StoredChunk) {
 	// complete.
 	seg := max(p.segment, s.Segment, s.Progress.OpenSegment, p.ChunkStart(p.chunk))
 	p.resetSegment(seg)
-	for i := range p.windows {
-		if i >= len(s.Windows) || s.Segment != seg {
-			break
-		}
+	stored := s.Windows
+	if s.Segment != seg {
+		stored = nil // the stored rows belong to a complete segment
+	}
+	for i := range min(len(p.windows), len(stored)) {
 		ws := &p.windows[i]
-		for j := range s.Windows[i] {
-			sr := &s.Windows[i][j]
+		for j := range stored[i] {
+			sr := &stored[i][j]
 			key := p.groupKey(sr.WindowStart, &sr.Dims)
 			if _, ok := ws.index[string(key)]; ok {
 				continue // FINAL shows one row per key; be safe against repeats

@@ -73,7 +73,7 @@ func TestCompactionSQLOnModernClickHouse(t *testing.T) {
 		next := map[int64]manifest{}
 		for _, ws := range []int64{t0, t0 + 60} {
 			p := plan{windowStart: ws, base: base[ws]}
-			p.next = nextManifest(testTopic, "1m", ws, p.base, frontierOf{[]int32{0, 1}, below, belowSeg})
+			p.next = nextManifest(testTopic, "1m", ws, p.base, frontier{[]int32{0, 1}, below, belowSeg})
 			plans, next[ws] = append(plans, p), p.next
 		}
 		publish, _ := c.publishQuery(plans, time.Now().Add(time.Hour))
@@ -82,9 +82,9 @@ func TestCompactionSQLOnModernClickHouse(t *testing.T) {
 	first, gen1 := compactTo(nil, []int64{1, 1}, []int64{0, 0})
 	second, gen2 := compactTo(gen1, []int64{2, 2}, []int64{0, 0})
 	sealed, gen3 := compactTo(gen2, []int64{2, 2}, []int64{250, 250})
-	folded, _ := foldedBy(gen3[t0].partitions, gen3[t0].below, gen3[t0].belowSeg)
+	folded, _ := gen3[t0].folded()
 	deletion := bind("ALTER TABLE usage_rollup_1m DELETE WHERE topic = ? AND " + folded + " SETTINGS mutations_sync = 1")
-	complete, _ := foldedBy([]int32{0, 1}, []int64{2, 2}, []int64{250, 250})
+	complete, _ := frontier{[]int32{0, 1}, []int64{2, 2}, []int64{250, 250}}.folded()
 	var cases []scriptCase
 	for _, step := range []struct {
 		name  string

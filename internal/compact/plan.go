@@ -14,39 +14,38 @@ import (
 	"github.com/usage-rollup/usage-rollup/internal/aggregate"
 )
 
-// manifest is one row of usage_compactions. generation 0 is "no manifest".
-// A raw piece of a listed partition is folded when its chunk is below
-// below[i] or its segment below belowSeg[i].
-type manifest struct {
-	generation uint64
-	id         uint64
+// frontier divides each listed partition's raw pieces: a piece is below it
+// when its chunk is below below[i] or its segment below belowSeg[i]. A
+// manifest's frontier says what it folded; the complete-pieces frontier
+// (Compactor.complete) what may be folded. A partition not listed has
+// nothing below.
+type frontier struct {
 	partitions []int32 // ascending
-	below      []int64 // per partition, the first chunk not folded
-	belowSeg   []int64 // per partition, the first segment not folded
+	below      []int64 // per partition, a chunk
+	belowSeg   []int64 // per partition, a segment (its first offset)
 }
 
-// belowOf returns the frontier of partition p, 0 and 0 if the manifest does
-// not list it.
-func (m manifest) belowOf(p int32) (chunk, segment int64) {
-	if i, ok := slices.BinarySearch(m.partitions, p); ok {
-		return m.below[i], m.belowSeg[i]
+// of returns partition p's frontier, 0 and 0 if it is not listed.
+func (f frontier) of(p int32) (chunk, segment int64) {
+	if i, ok := slices.BinarySearch(f.partitions, p); ok {
+		return f.below[i], f.belowSeg[i]
 	}
 	return 0, 0
 }
 
 // normalize gives a manifest written before below_segment existed (an
 // empty array) a segment frontier of 0 per partition: it folded by chunk.
-func (m *manifest) normalize() {
-	if len(m.belowSeg) != len(m.partitions) {
-		m.belowSeg = make([]int64, len(m.partitions))
+func (f *frontier) normalize() {
+	if len(f.belowSeg) != len(f.partitions) {
+		f.belowSeg = make([]int64, len(f.partitions))
 	}
 }
 
-// frontierOf is the per-partition frontier of complete pieces.
-type frontierOf struct {
-	partitions []int32 // ascending
-	below      []int64 // the partition's newest chunk: every chunk below it is complete
-	belowSeg   []int64 // the newest chunk's open segment: every segment below it is complete
+// manifest is one row of usage_compactions. generation 0 is "no manifest".
+type manifest struct {
+	generation uint64
+	id         uint64
+	frontier   // what it folded
 }
 
 // plan is the compaction of one window: from base (the newest manifest when
@@ -57,16 +56,16 @@ type plan struct {
 	rawRows     uint64
 }
 
-// frontier returns, per partition of the topic in usage_chunks, where the
+// complete returns, per partition of the topic in usage_chunks, where the
 // complete pieces end: the largest chunk with a row (every chunk before it
 // is complete, since a partition writes a chunk's last batch, usage_chunks
 // row last, before it begins the next), and that chunk's open segment as its
 // newest row says (every segment below it was ended by a seal record or the
 // group cap, and written before the row that names the next one).
-func (c *Compactor) frontier(ctx context.Context) (frontierOf, error) {
+func (c *Compactor) complete(ctx context.Context) (frontier, error) {
 	ctx, cancel := c.conn.StatementContext(ctx)
 	defer cancel()
-	var f frontierOf
+	var f frontier
 	rows, err := c.conn.Query(ctx, "SELECT `partition`, max(chunk), argMax(open_segment, (chunk, last_offset)) FROM "+
 		c.database+".usage_chunks WHERE topic = ? GROUP BY `partition` ORDER BY `partition`", c.cfg.Topic)
 	if err != nil {
@@ -113,11 +112,11 @@ func (c *Compactor) pending(ctx context.Context, w aggregate.Window) (starts []i
 	if err != nil || !ok {
 		return nil, nil, err
 	}
-	f, err := c.frontier(ctx)
+	f, err := c.complete(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	complete, ok := foldedBy(f.partitions, f.below, f.belowSeg)
+	complete, ok := f.folded()
 	if !ok {
 		return nil, nil, nil
 	}
@@ -190,7 +189,7 @@ func (c *Compactor) plan(ctx context.Context, w aggregate.Window) ([]plan, error
 	}
 	// The frontier is read again after pending: it only grows, and the
 	// manifests below fold up to it.
-	f, err := c.frontier(ctx)
+	f, err := c.complete(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +212,7 @@ func (c *Compactor) plan(ctx context.Context, w aggregate.Window) ([]plan, error
 // frontier never goes below base's in any partition, and its id is a
 // function of what it folds, so a re-run writes the same rows and the same
 // manifest.
-func nextManifest(topic, window string, windowStart int64, base manifest, f frontierOf) manifest {
+func nextManifest(topic, window string, windowStart int64, base manifest, f frontier) manifest {
 	next := manifest{generation: base.generation + 1}
 	next.partitions = slices.Clone(base.partitions)
 	for _, p := range f.partitions {
@@ -225,11 +224,9 @@ func nextManifest(topic, window string, windowStart int64, base manifest, f fron
 	next.below = make([]int64, len(next.partitions))
 	next.belowSeg = make([]int64, len(next.partitions))
 	for i, p := range next.partitions {
-		b, s := base.belowOf(p)
-		if j, ok := slices.BinarySearch(f.partitions, p); ok {
-			b, s = max(b, f.below[j]), max(s, f.belowSeg[j])
-		}
-		next.below[i], next.belowSeg[i] = b, s
+		b, s := base.of(p)
+		fb, fs := f.of(p)
+		next.below[i], next.belowSeg[i] = max(b, fb), max(s, fs)
 	}
 	h := xxh3.New()
 	var buf [8]byte

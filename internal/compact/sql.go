@@ -38,16 +38,14 @@ func newestFrontier(database, window, having string) string {
 		"folded_segments AS folded_segment"
 }
 
-// foldedBy renders the condition "the row's piece is below the frontier":
-// its chunk below below[p] or its segment below belowSeg[p], for the row's
-// partition p (0 and 0, nothing, for a partition not listed). ok is false
-// for an empty frontier.
-func foldedBy(partitions []int32, below, belowSeg []int64) (cond string, ok bool) {
-	chunk, ok := transformPartition(partitions, below)
+// folded renders the condition "the row's piece is below f" for the row's
+// partition. ok is false for an empty frontier.
+func (f frontier) folded() (cond string, ok bool) {
+	chunk, ok := transformPartition(f.partitions, f.below)
 	if !ok {
 		return "", false
 	}
-	segment, _ := transformPartition(partitions, belowSeg)
+	segment, _ := transformPartition(f.partitions, f.belowSeg)
 	return "(chunk < " + chunk + " OR segment < " + segment + ")", true
 }
 

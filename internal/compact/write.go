@@ -54,10 +54,10 @@ func (c *Compactor) foldQuery(w aggregate.Window, b []plan) string {
 			bases = append(bases, "("+strconv.FormatInt(p.windowStart, 10)+", "+strconv.FormatUint(p.base.id, 10)+")")
 		}
 		cond := "window_start = " + dateTime(p.windowStart)
-		if folded, ok := foldedBy(p.base.partitions, p.base.below, p.base.belowSeg); ok {
+		if folded, ok := p.base.folded(); ok {
 			cond += " AND NOT " + folded
 		}
-		to, _ := foldedBy(p.next.partitions, p.next.below, p.next.belowSeg) // next lists every partition of base and more
+		to, _ := p.next.folded() // next lists every partition of base and more
 		ranges = append(ranges, "("+cond+" AND "+to+")")
 	}
 	from, to := dateTime(b[0].windowStart), dateTime(b[len(b)-1].windowStart)
@@ -195,7 +195,7 @@ func (c *Compactor) deleteFolded(ctx context.Context, w aggregate.Window) (uint6
 		var raw, compact []string
 		for _, ws := range starts[:n] {
 			m := settled[ws]
-			if folded, ok := foldedBy(m.partitions, m.below, m.belowSeg); ok {
+			if folded, ok := m.folded(); ok {
 				raw = append(raw, "(window_start = "+dateTime(ws)+" AND "+folded+")")
 			}
 			if len(m.superseded) > 0 {

@@ -62,10 +62,9 @@ type Consumer struct {
 	metrics   *metrics
 	dialer    *kafka.Dialer
 	transport *kafka.Transport
-	// client answers metadata questions (first and end offsets).
+	// client answers metadata questions (first and end offsets), fetches
+	// and writes seal records.
 	client *kafka.Client
-	// sealer writes seal records (the client, outside tests).
-	sealer sealProducer
 	// newDeadLetterWriter is nil unless DeadLetterTopic is set. Each
 	// partition gets its own writer: kafka-go's Writer merges concurrent
 	// WriteMessages calls into one batch, so with a shared one a small dead
@@ -114,7 +113,6 @@ func New(cfg Config, agg aggregate.Config, dec events.Config, w BatchWriter, log
 		status:    newStatus(),
 		budget:    partitionlog.NewBudget(fetchBuffer(cfg.FetchBufferBytes, cfg.FetchMaxBytes, debug.SetMemoryLimit(-1))),
 	}
-	c.sealer = c.client
 	c.out = newCoalescer(w, agg.MaxBatchRows, c.metrics, c.log)
 	if cfg.DeadLetterTopic != "" {
 		c.newDeadLetterWriter = func() *kafka.Writer {

@@ -56,7 +56,7 @@ func (l *partitionLoop) seal(ctx context.Context, now time.Time) {
 	l.lastSeal = now
 	wctx, cancel := context.WithTimeout(ctx, sealWriteTimeout)
 	defer cancel()
-	if err := writeSeal(wctx, l.c.sealer, l.topic, l.partition); err != nil {
+	if err := writeSeal(wctx, l.c.client, l.topic, l.partition); err != nil {
 		l.c.metrics.sealErrors.Inc()
 		l.log.Warn().Err(err).Dur("retry_in", after).
 			Msg("write seal record (the consumer needs write access to the topic; until then the partition's newest segment is not compacted)")

@@ -33,14 +33,9 @@ func IsSeal(key, value []byte) bool {
 	return len(value) == 0 && string(key) == sealKey // compared in place, no allocation
 }
 
-// sealProducer writes seal records; *kafka.Client is one.
-type sealProducer interface {
-	Produce(ctx context.Context, req *kafka.ProduceRequest) (*kafka.ProduceResponse, error)
-}
-
 // writeSeal appends one seal record to the partition.
-func writeSeal(ctx context.Context, p sealProducer, topic string, partition int) error {
-	res, err := p.Produce(ctx, &kafka.ProduceRequest{
+func writeSeal(ctx context.Context, c *kafka.Client, topic string, partition int) error {
+	res, err := c.Produce(ctx, &kafka.ProduceRequest{
 		Topic:        topic,
 		Partition:    partition,
 		RequiredAcks: kafka.RequireAll,
